@@ -1,0 +1,259 @@
+"""One call surface for every LLM: litellm for providers, llama.cpp for the embedded models.
+
+``LLM(LLMConfig(model=...)).complete(messages)`` works the same for ``anthropic/…``,
+``openai/…`` with ``api_base``, ``hosted_vllm/…`` and ``local/qwen2.5-coder-0.5b``. Every call
+is recorded (tokens, latency, cost, cache hit, retries) and counted against a shared ``Budget``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
+
+import litellm  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
+
+from lbi.agent import local  # noqa: E402
+from lbi.assets import lbi_home  # noqa: E402
+from lbi.errors import BudgetExceeded, ModelError  # noqa: E402
+from lbi.types import LLMCall  # noqa: E402
+
+log = logging.getLogger(__name__)
+litellm.suppress_debug_info = True
+
+# Errors that retrying cannot fix: fail at once with the provider's message.
+_FATAL = (litellm.AuthenticationError, litellm.NotFoundError, litellm.PermissionDeniedError,
+          litellm.ContextWindowExceededError, litellm.BadRequestError)
+
+
+class LLMCallFailed(Exception):
+    """A call still failed after its retries; the caller records it and moves on."""
+
+
+class LLMConfig(BaseModel):
+    """How to reach one model and how to sample from it."""
+
+    model: str = "local/qwen2.5-coder-0.5b"
+    """litellm model string (``anthropic/…``, ``openai/…``, ``hosted_vllm/…``) or ``local/<name>``."""
+    api_base: str | None = None
+    """Endpoint of an OpenAI-compatible server (vLLM, llama.cpp server, …)."""
+    temperature: float = 0.0
+    max_tokens: int = 512
+    timeout_s: float = 300.0
+    max_retries: int = 3
+    """Retries on transient errors (rate limit, connection, 5xx), with capped exponential backoff."""
+    cache: bool = True
+    """Cache responses on disk by (model, messages, params). Turn off to draw fresh samples."""
+    n_ctx: int = 8192
+    """Context window for local models (llama.cpp)."""
+    extra: dict[str, Any] = Field(default_factory=dict)
+    """Passed through to ``litellm.completion`` (e.g. ``top_p``). Never put API keys here."""
+
+
+class Budget:
+    """Limits shared by every LLM of a run; raises BudgetExceeded before a call that would pass them."""
+
+    def __init__(self, max_calls: int | None = None, max_cost: float | None = None) -> None:
+        self.max_calls = max_calls
+        self.max_cost = max_cost
+        self.calls = self.cache_hits = self.retries = self.failures = 0
+        self.input_tokens = self.output_tokens = 0
+        self.cost = 0.0
+        self.llm_seconds = 0.0
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        with self._lock:
+            if self.max_calls is not None and self.calls >= self.max_calls:
+                raise BudgetExceeded(f"call budget used up ({self.calls}/{self.max_calls} calls). "
+                                     "Finished work is saved; raise max_calls to go on.")
+            if self.max_cost is not None and self.cost >= self.max_cost:
+                raise BudgetExceeded(f"cost budget used up (${self.cost:.4f} of "
+                                     f"${self.max_cost:.4f}). Finished work is saved; raise "
+                                     "max_cost to go on.")
+
+    def add(self, call: LLMCall) -> None:
+        with self._lock:
+            self.calls += 1
+            self.cache_hits += call.cache_hit
+            self.retries += call.retries
+            self.input_tokens += call.input_tokens
+            self.output_tokens += call.output_tokens
+            self.cost += call.cost or 0.0
+            self.llm_seconds += call.latency_s
+
+    def summary(self) -> dict[str, Any]:
+        return {"calls": self.calls, "cache_hits": self.cache_hits, "retries": self.retries,
+                "failures": self.failures, "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens, "cost": round(self.cost, 6),
+                "llm_seconds": round(self.llm_seconds, 2)}
+
+
+@dataclass
+class Completion:
+    text: str
+    call: LLMCall
+
+
+class _LlamaCppProvider(litellm.CustomLLM):
+    """litellm provider ``local/…`` backed by llama.cpp in this process."""
+
+    def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
+        params = kwargs.get("optional_params") or {}
+        out = local.chat(
+            model, messages,
+            temperature=params.get("temperature", 0.0),
+            max_tokens=params.get("max_tokens") or 512,
+            stop=params.get("stop"),
+            response_format=params.get("response_format"),
+            n_ctx=int(params.get("n_ctx", 8192)),
+        )
+        response: litellm.ModelResponse = kwargs["model_response"]
+        response.choices[0].message.content = out["choices"][0]["message"]["content"]
+        response.choices[0].finish_reason = out["choices"][0]["finish_reason"]
+        usage = out["usage"]
+        response.usage = litellm.Usage(prompt_tokens=usage["prompt_tokens"],
+                                       completion_tokens=usage["completion_tokens"],
+                                       total_tokens=usage["total_tokens"])
+        response.model = model
+        return response
+
+    async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self.completion, model, messages, *args, **kwargs)
+
+
+_setup_lock = threading.Lock()
+_setup_done = False
+
+
+def _setup_litellm() -> None:
+    """Register the local provider and the disk cache once per process."""
+    global _setup_done
+    with _setup_lock:
+        if _setup_done:
+            return
+        litellm.custom_provider_map = [
+            *[p for p in litellm.custom_provider_map if p.get("provider") != "local"],
+            {"provider": "local", "custom_handler": _LlamaCppProvider()},
+        ]
+        litellm.cache = litellm.Cache(type="disk", disk_cache_dir=str(cache_dir()))
+        litellm.cache.supported_call_types = ["completion", "acompletion"]
+        _setup_done = True
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LBI_CACHE_DIR", lbi_home() / "llm-cache"))
+
+
+def validate_model(config: LLMConfig) -> None:
+    """Fail early, with the fix, on an unknown model, a missing API key or a missing model file."""
+    if config.model.startswith(local.LOCAL_PREFIX):
+        local.resolve_gguf(config.model)
+        return
+    try:
+        litellm.get_llm_provider(config.model, api_base=config.api_base)
+    except Exception as exc:
+        raise ModelError(
+            f"unknown model {config.model!r}: litellm cannot tell its provider. Use a provider "
+            "prefix (anthropic/…, openai/…, gemini/…, hosted_vllm/… with api_base) or "
+            "local/<embedded model>; `lbi models` lists the embedded ones."
+        ) from exc
+    env = litellm.validate_environment(model=config.model, api_base=config.api_base)
+    if not env["keys_in_environment"] and config.api_base is None:
+        keys = ", ".join(env["missing_keys"]) or "the provider's API key"
+        raise ModelError(f"missing API key for {config.model}: set {keys} in the environment "
+                         "(keys are read from the environment only).")
+
+
+class LLM:
+    """A configured model with call recording, caching, retries and a budget."""
+
+    def __init__(self, config: LLMConfig, budget: Budget | None = None) -> None:
+        _setup_litellm()
+        validate_model(config)
+        self.config = config
+        self.budget = budget or Budget()
+
+    @property
+    def name(self) -> str:
+        return self.config.model
+
+    def _kwargs(self, messages: list[dict[str, Any]], overrides: dict[str, Any]) -> dict[str, Any]:
+        c = self.config
+        kwargs: dict[str, Any] = {
+            "model": c.model, "messages": messages, "temperature": c.temperature,
+            "max_tokens": c.max_tokens, "timeout": c.timeout_s, "caching": c.cache, **c.extra,
+        }
+        if c.api_base:
+            kwargs["api_base"] = c.api_base
+            if c.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+                kwargs["api_key"] = "EMPTY"  # local OpenAI-compatible servers need no key
+        if c.model.startswith(local.LOCAL_PREFIX):
+            kwargs["n_ctx"] = c.n_ctx
+        kwargs.update(overrides)
+        return kwargs
+
+    def _record(self, response: Any, started: float, retries: int) -> Completion:
+        usage = getattr(response, "usage", None)
+        hidden = getattr(response, "_hidden_params", {}) or {}
+        cache_hit = bool(hidden.get("cache_hit"))
+        cost = None
+        if not self.config.model.startswith(local.LOCAL_PREFIX) and not cache_hit:
+            try:
+                cost = litellm.completion_cost(completion_response=response)
+            except Exception:  # unknown price: record None, not a made-up number
+                cost = None
+        call = LLMCall(
+            model=self.config.model,
+            input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            output_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            cost=cost, latency_s=round(time.perf_counter() - started, 3),
+            cache_hit=cache_hit, retries=retries,
+        )
+        self.budget.add(call)
+        text = response.choices[0].message.content or ""
+        return Completion(text=text, call=call)
+
+    def _on_error(self, exc: Exception, attempt: int) -> float:
+        """Raise if the error is fatal or retries are used up; else return the backoff delay."""
+        if isinstance(exc, _FATAL):
+            raise ModelError(f"{self.config.model}: {exc}") from exc
+        if attempt >= self.config.max_retries:
+            self.budget.failures += 1
+            raise LLMCallFailed(f"{self.config.model} failed after {attempt} retries: {exc}") from exc
+        delay = min(2.0**attempt, 30.0)
+        log.warning("%s: %s; retry %d/%d in %.0fs", self.config.model, type(exc).__name__,
+                    attempt + 1, self.config.max_retries, delay)
+        return delay
+
+    def complete(self, messages: list[dict[str, Any]], **overrides: Any) -> Completion:
+        """One chat completion (blocking)."""
+        kwargs = self._kwargs(messages, overrides)
+        for attempt in range(self.config.max_retries + 1):
+            self.budget.check()
+            started = time.perf_counter()
+            try:
+                return self._record(litellm.completion(**kwargs), started, attempt)
+            except Exception as exc:
+                time.sleep(self._on_error(exc, attempt))
+        raise AssertionError("unreachable")
+
+    async def acomplete(self, messages: list[dict[str, Any]], **overrides: Any) -> Completion:
+        """One chat completion (async)."""
+        kwargs = self._kwargs(messages, overrides)
+        for attempt in range(self.config.max_retries + 1):
+            self.budget.check()
+            started = time.perf_counter()
+            try:
+                return self._record(await litellm.acompletion(**kwargs), started, attempt)
+            except Exception as exc:
+                await asyncio.sleep(self._on_error(exc, attempt))
+        raise AssertionError("unreachable")

@@ -1,0 +1,142 @@
+"""The agent step loop: observe, ask the LLM for ``REASON/ACTION``, act, until stop or step limit.
+
+The trajectory is written to disk after every step (in a ``finally``), so a crash or a kill
+never loses the steps already taken.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from lbi.agent.llm import Completion, LLMCallFailed
+from lbi.agent.prompts import FormatError, HistoryPolicy, build_messages, parse_response
+from lbi.envs.base import Environment
+from lbi.errors import BudgetExceeded, ModelError
+from lbi.types import LLMCall, Step, Task, Trajectory, content_id, utc_now
+
+log = logging.getLogger(__name__)
+
+
+class ChatModel(Protocol):
+    """What the loop needs of a model: ``LLM`` and ``ScriptedLLM`` both fit."""
+
+    @property
+    def name(self) -> str: ...
+
+    def complete(self, messages: list[dict[str, str]]) -> Completion: ...
+
+
+Reference = Callable[[Task, list[Step], str], str]
+"""Produces the 'additional information' block for a step (retrieved examples, docs)."""
+
+
+@dataclass
+class AgentConfig:
+    """Limits of one episode."""
+
+    step_limit: int = 10
+    """The episode ends after this many actions (termination ``step_limit``)."""
+    max_format_retries: int = 2
+    """Re-asks, with a correction, when the answer has no parsable action."""
+    history: HistoryPolicy = field(default_factory=HistoryPolicy)
+
+
+class Agent:
+    """Runs episodes of one model in one environment."""
+
+    def __init__(self, model: ChatModel, env: Environment, config: AgentConfig | None = None,
+                 reference: Reference | None = None) -> None:
+        self.model = model
+        self.env = env
+        self.config = config or AgentConfig()
+        self.reference = reference
+
+    def run(self, task: Task, save_to: Path | None = None,
+            on_step: Callable[[Step, str], None] | None = None) -> Trajectory:
+        """One episode of ``task``; writes the trajectory JSON to ``save_to`` after every step."""
+        traj = Trajectory(
+            id=content_id(task.model_dump(), self.model.name, self.env.name),
+            task=task,
+            provenance={"model": self.model.name, "env": self.env.name, "started": utc_now(),
+                        "step_limit": self.config.step_limit},
+        )
+        try:
+            observation = self.env.reset(task)
+            for _ in range(self.config.step_limit):
+                step = self._next_step(task, traj.steps, observation)
+                traj.steps.append(step)
+                observation, done = self.env.step(step.action)
+                if on_step:
+                    on_step(step, observation)
+                _save(traj, save_to)
+                if done:
+                    traj.termination = "stop"
+                    break
+            else:
+                traj.termination = "step_limit"
+            traj.final_observation = observation
+            traj.reward = self.env.evaluate()
+        except BudgetExceeded as exc:
+            traj.termination, traj.error = "budget", str(exc)
+            raise
+        except (LLMCallFailed, ModelError, FormatError) as exc:
+            traj.termination, traj.error = "error", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # an environment failure ends this episode, not the run
+            log.exception("episode %s failed", task.id)
+            traj.termination, traj.error = "error", f"{type(exc).__name__}: {exc}"
+        finally:
+            traj.provenance["finished"] = utc_now()
+            _save(traj, save_to)
+        return traj
+
+    def _next_step(self, task: Task, steps: list[Step], observation: str) -> Step:
+        reference = self.reference(task, steps, observation) if self.reference else ""
+        messages = build_messages(
+            env_name=self.env.name, action_space=self.env.action_space,
+            instruction=task.instruction, steps=steps, observation=observation,
+            policy=self.config.history, reference=reference,
+        )
+        calls: list[LLMCall] = []
+        for attempt in range(self.config.max_format_retries + 1):
+            completion = self.model.complete(messages)
+            calls.append(completion.call)
+            try:
+                reasoning, action = parse_response(completion.text)
+            except FormatError as exc:
+                if attempt == self.config.max_format_retries:
+                    raise FormatError(f"no parsable action after {attempt + 1} answers; "
+                                      f"last answer: {completion.text[:300]!r}") from exc
+                messages = [*messages, {"role": "assistant", "content": completion.text},
+                            {"role": "user", "content": str(exc)}]
+                continue
+            return Step(observation=observation, action=action, reasoning=reasoning,
+                        llm=_merge(calls))
+        raise AssertionError("unreachable")
+
+
+def _merge(calls: list[LLMCall]) -> LLMCall:
+    """One record for a step, summing the calls a format retry needed."""
+    if len(calls) == 1:
+        return calls[0]
+    return LLMCall(
+        model=calls[-1].model,
+        input_tokens=sum(c.input_tokens for c in calls),
+        output_tokens=sum(c.output_tokens for c in calls),
+        cost=None if any(c.cost is None for c in calls) else sum(c.cost or 0 for c in calls),
+        latency_s=sum(c.latency_s for c in calls),
+        cache_hit=all(c.cache_hit for c in calls),
+        retries=sum(c.retries for c in calls) + len(calls) - 1,
+    )
+
+
+def _save(traj: Trajectory, path: Path | None) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(traj.model_dump_json(indent=2))
+    tmp.replace(path)

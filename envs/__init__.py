@@ -1,0 +1,51 @@
+"""Environments, by name. ``lbi envs`` shows them with the state of their dependencies."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lbi.envs.base import Environment
+from lbi.errors import EnvError
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    name: str
+    description: str
+    factory: str
+    """``module:callable`` that builds the environment (imported only when needed)."""
+    check: str
+    """``module:callable`` returning a list of missing dependencies, each with its fix."""
+
+    def _load(self, ref: str) -> Callable:
+        module, attr = ref.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def missing(self) -> list[str]:
+        return self._load(self.check)()
+
+    def create(self, **kwargs: object) -> Environment:
+        return self._load(self.factory)(**kwargs)
+
+
+ENVIRONMENTS: dict[str, EnvInfo] = {
+    e.name: e
+    for e in [
+        EnvInfo("sql", "SQLite: 20 Spider-dev databases + Chinook; 23 Spider gold tasks",
+                "lbi.envs.sql:make_env", "lbi.envs.sql:missing_dependencies"),
+    ]
+}
+
+
+def get_env_info(name: str) -> EnvInfo:
+    if name not in ENVIRONMENTS:
+        raise EnvError(f"unknown environment {name!r}; available: {', '.join(ENVIRONMENTS)}")
+    return ENVIRONMENTS[name]
+
+
+def make_env(name: str, **kwargs: object) -> Environment:
+    """Build an environment by name; fails with the fix when a dependency is missing."""
+    info = get_env_info(name)
+    return info.create(**kwargs)

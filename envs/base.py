@@ -1,0 +1,72 @@
+"""The environment protocol every environment implements, and shared helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
+
+from lbi.types import Document, Task
+
+
+@runtime_checkable
+class Environment(Protocol):
+    """An environment the agent acts in.
+
+    ``reset`` starts an episode from a clean, deterministic state and returns o0; ``step``
+    applies one action and returns (observation, done). Actions run sandboxed: they cannot touch
+    the host, and each has a time limit.
+    """
+
+    name: str
+    action_space: str
+    """How to act, for the system prompt."""
+
+    def reset(self, task: Task) -> str: ...
+
+    def step(self, action: str) -> tuple[str, bool]: ...
+
+    def evaluate(self) -> float | None:
+        """The episode's reward when the environment can check it (the task has a gold)."""
+        ...
+
+    def docs(self) -> Iterable[Document]:
+        """The documentation corpus used to generate tasks."""
+        ...
+
+    def benchmark_tasks(self) -> list[Task]:
+        """Held-out evaluation tasks with gold answers."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def truncate(text: str, max_chars: int) -> str:
+    """Cut ``text`` to ``max_chars``, saying how much was left out (never silently)."""
+    if len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    return f"{cut}\n... [truncated: {len(text) - max_chars} more characters]"
+
+
+def chunk_text(text: str, max_chars: int) -> list[str]:
+    """Split text into chunks of at most ``max_chars``, on paragraph boundaries where possible."""
+    chunks: list[str] = []
+    current = ""
+    for para in text.split("\n\n"):
+        para = para.strip()
+        if not para:
+            continue
+        while len(para) > max_chars:  # a single huge paragraph: hard split
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(para[:max_chars])
+            para = para[max_chars:]
+        if current and len(current) + 2 + len(para) > max_chars:
+            chunks.append(current)
+            current = para
+        else:
+            current = f"{current}\n\n{para}" if current else para
+    if current:
+        chunks.append(current)
+    return chunks

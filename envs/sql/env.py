@@ -1,0 +1,190 @@
+"""SQL environment: SQLite databases (Spider-dev, Chinook), one private in-memory copy per episode.
+
+Actions (one per step):
+- ``<SQL statement>``: run it; the observation is the result table (truncated) or the error.
+- ``submit <SQL>``: run it as the final answer and end the episode.
+- ``stop``: end the episode; the answer is the result of the last query that ran without error.
+
+Reward: execution match of the answer's rows against the gold query's rows (order-insensitive
+unless the gold query has ORDER BY).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lbi.envs.base import truncate
+from lbi.envs.sql import databases
+from lbi.envs.sql.docs import sqlite_docs
+from lbi.errors import EnvError
+from lbi.types import Document, Task
+
+ACTION_SPACE = """You interact with a SQLite database. Each ACTION is exactly one of:
+- a single SQL statement, e.g. `SELECT name FROM sqlite_master WHERE type = 'table'`; you see its result rows or the error;
+- `submit <SQL query>`: run the query as your final answer and finish;
+- `stop`: finish; the result of your last successful query is your answer.
+Explore the tables first when unsure, then submit the query that answers the objective."""
+
+_DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
+
+
+def _authorizer(action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+    # ATTACH (and VACUUM INTO, which attaches its target) could read or write host files.
+    if action in _DENIED:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and arg2 and arg2.lower() == "load_extension":
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+@dataclass
+class SQLConfig:
+    """Limits of the SQL environment."""
+
+    step_timeout_s: float = 5.0
+    """A statement running longer is interrupted; the episode goes on."""
+    max_rows: int = 30
+    """Rows shown in an observation (the count of the rest is stated)."""
+    max_chars: int = 3000
+    """Characters shown in an observation."""
+    default_db: str = "chinook"
+    """Database for tasks that name none (e.g. free-text tasks)."""
+
+
+class SQLEnv:
+    """SQLite behind the environment protocol."""
+
+    name = "sql"
+    action_space = ACTION_SPACE
+
+    def __init__(self, config: SQLConfig | None = None) -> None:
+        self.config = config or SQLConfig()
+        self.conn: sqlite3.Connection | None = None
+        self.task: Task | None = None
+        self.answer_rows: list[tuple] | None = None
+        self.db = ""
+        self._deadline = 0.0
+
+    # ---- episode ------------------------------------------------------------------------------
+    def reset(self, task: Task) -> str:
+        self.close()
+        self.task = task
+        self.db = task.env_args.get("db", self.config.default_db)
+        source = sqlite3.connect(f"file:{databases.database_path(self.db)}?mode=ro", uri=True)
+        self.conn = sqlite3.connect(":memory:", check_same_thread=False)
+        source.backup(self.conn)  # private copy: the source file is never written
+        source.close()
+        self.conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        self.conn.set_authorizer(_authorizer)
+        self.conn.set_progress_handler(self._over_time, 10_000)
+        self.answer_rows = None
+        return f"Database: {self.db}\n{self.schema()}"
+
+    def step(self, action: str) -> tuple[str, bool]:
+        if self.conn is None:
+            raise EnvError("step() before reset()")
+        action = action.strip().rstrip(";").strip()
+        lowered = action.lower()
+        if lowered in {"stop", "submit", "exit"}:
+            return "Episode finished.", True
+        if lowered.startswith("submit"):
+            observation, _ = self._execute(action[len("submit"):].strip())
+            return f"{observation}\nAnswer submitted. Episode finished.", True
+        return self._execute(action)[0], False
+
+    def evaluate(self) -> float | None:
+        if self.task is None or not self.task.gold:
+            return None
+        if self.answer_rows is None:
+            return 0.0
+        gold = self._gold_rows(self.task)
+        ordered = re.search(r"\border\s+by\b", self.task.gold, re.I) is not None
+        return float(results_match(self.answer_rows, gold, ordered))
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    # ---- corpus and tasks ---------------------------------------------------------------------
+    def docs(self) -> Iterable[Document]:
+        return sqlite_docs()
+
+    def benchmark_tasks(self) -> list[Task]:
+        return databases.spider_gold_tasks()
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def schema(self) -> str:
+        """One line per table: name(column type, ...) [n rows]."""
+        assert self.conn is not None
+        lines = []
+        tables = self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name").fetchall()
+        for (table,) in tables:
+            cols = self.conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+            count = self.conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+            spec = ", ".join(f"{c[1]} {c[2]}".strip() for c in cols)
+            lines.append(f"{table}({spec}) [{count} rows]")
+        return "Tables:\n" + "\n".join(lines)
+
+    def _over_time(self) -> int:
+        return int(time.monotonic() > self._deadline)
+
+    def _execute(self, sql: str) -> tuple[str, bool]:
+        """Run one statement; returns (observation, ok)."""
+        assert self.conn is not None
+        if not sql:
+            return "Error: empty SQL statement.", False
+        self._deadline = time.monotonic() + self.config.step_timeout_s
+        try:
+            cursor = self.conn.execute(sql)
+            rows = cursor.fetchall()
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc):
+                return (f"Error: the statement ran longer than {self.config.step_timeout_s:g}s "
+                        "and was interrupted."), False
+            return f"Error: {exc}", False
+        except (sqlite3.Error, sqlite3.Warning, ValueError) as exc:
+            return f"Error: {exc}", False
+        if cursor.description is None:
+            return f"OK ({max(cursor.rowcount, 0)} rows affected)", True
+        self.answer_rows = rows
+        return self._render(cursor.description, rows), True
+
+    def _render(self, description: tuple, rows: list[tuple]) -> str:
+        header = " | ".join(d[0] for d in description)
+        shown = rows[: self.config.max_rows]
+        body = "\n".join(" | ".join("NULL" if v is None else str(v) for v in r) for r in shown)
+        more = len(rows) - len(shown)
+        text = f"{header}\n{body}" if shown else f"{header}\n(no rows)"
+        if more:
+            text += f"\n... ({more} more rows, {len(rows)} in total)"
+        return truncate(text, self.config.max_chars)
+
+    def _gold_rows(self, task: Task) -> list[tuple]:
+        conn = sqlite3.connect(f"file:{databases.database_path(self.db)}?mode=ro", uri=True)
+        try:
+            return conn.execute(task.gold or "").fetchall()
+        finally:
+            conn.close()
+
+
+def _normalize(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def results_match(predicted: list[tuple], gold: list[tuple], ordered: bool) -> bool:
+    """Execution match: same rows (as multisets, or as sequences when order matters)."""
+    pred = [tuple(_normalize(v) for v in r) for r in predicted]
+    ref = [tuple(_normalize(v) for v in r) for r in gold]
+    return pred == ref if ordered else Counter(pred) == Counter(ref)

