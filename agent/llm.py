@@ -18,13 +18,14 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
 
+import diskcache  # noqa: E402
 import litellm  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
 
 from lbi.agent import local  # noqa: E402
 from lbi.assets import lbi_home  # noqa: E402
 from lbi.errors import BudgetExceeded, ModelError  # noqa: E402
-from lbi.types import LLMCall  # noqa: E402
+from lbi.types import LLMCall, content_id  # noqa: E402
 
 log = logging.getLogger(__name__)
 litellm.suppress_debug_info = True
@@ -32,6 +33,11 @@ litellm.suppress_debug_info = True
 # Errors that retrying cannot fix: fail at once with the provider's message.
 _FATAL = (litellm.AuthenticationError, litellm.NotFoundError, litellm.PermissionDeniedError,
           litellm.ContextWindowExceededError, litellm.BadRequestError)
+# Errors worth a retry: the same request may well succeed a little later.
+_TRANSIENT = (litellm.RateLimitError, litellm.APIConnectionError, litellm.Timeout,
+              litellm.InternalServerError, litellm.ServiceUnavailableError)
+# Request fields that do not change the answer, left out of the cache key.
+_NOT_IN_KEY = {"timeout", "mock_response"}
 
 
 class LLMCallFailed(Exception):
@@ -50,8 +56,11 @@ class LLMConfig(BaseModel):
     timeout_s: float = 300.0
     max_retries: int = 3
     """Retries on transient errors (rate limit, connection, 5xx), with capped exponential backoff."""
+    retry_backoff_s: float = 1.0
+    """First backoff delay; doubles on each retry, capped at 30 s."""
     cache: bool = True
-    """Cache responses on disk by (model, messages, params). Turn off to draw fresh samples."""
+    """Cache responses on disk by (model, messages, params): a rerun costs nothing. Turn off to
+    draw fresh samples at temperature > 0."""
     n_ctx: int = 8192
     """Context window for local models (llama.cpp)."""
     extra: dict[str, Any] = Field(default_factory=dict)
@@ -79,6 +88,10 @@ class Budget:
                 raise BudgetExceeded(f"cost budget used up (${self.cost:.4f} of "
                                      f"${self.max_cost:.4f}). Finished work is saved; raise "
                                      "max_cost to go on.")
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self.failures += 1
 
     def add(self, call: LLMCall) -> None:
         with self._lock:
@@ -114,6 +127,7 @@ class _LlamaCppProvider(litellm.CustomLLM):
             max_tokens=params.get("max_tokens") or 512,
             stop=params.get("stop"),
             response_format=params.get("response_format"),
+            grammar=params.get("grammar"),
             n_ctx=int(params.get("n_ctx", 8192)),
         )
         response: litellm.ModelResponse = kwargs["model_response"]
@@ -135,7 +149,7 @@ _setup_done = False
 
 
 def _setup_litellm() -> None:
-    """Register the local provider and the disk cache once per process."""
+    """Register the local provider once per process."""
     global _setup_done
     with _setup_lock:
         if _setup_done:
@@ -144,13 +158,22 @@ def _setup_litellm() -> None:
             *[p for p in litellm.custom_provider_map if p.get("provider") != "local"],
             {"provider": "local", "custom_handler": _LlamaCppProvider()},
         ]
-        litellm.cache = litellm.Cache(type="disk", disk_cache_dir=str(cache_dir()))
-        litellm.cache.supported_call_types = ["completion", "acompletion"]
         _setup_done = True
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("LBI_CACHE_DIR", lbi_home() / "llm-cache"))
+
+
+_caches: dict[Path, diskcache.Cache] = {}
+
+
+def _cache() -> diskcache.Cache:
+    """The response cache (diskcache: SQLite-backed, safe across threads and processes)."""
+    path = cache_dir()
+    if path not in _caches:
+        _caches[path] = diskcache.Cache(str(path))
+    return _caches[path]
 
 
 def validate_model(config: LLMConfig) -> None:
@@ -190,23 +213,38 @@ class LLM:
         c = self.config
         kwargs: dict[str, Any] = {
             "model": c.model, "messages": messages, "temperature": c.temperature,
-            "max_tokens": c.max_tokens, "timeout": c.timeout_s, "caching": c.cache, **c.extra,
+            "max_tokens": c.max_tokens, "timeout": c.timeout_s, **c.extra,
         }
         if c.api_base:
             kwargs["api_base"] = c.api_base
             if c.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
                 kwargs["api_key"] = "EMPTY"  # local OpenAI-compatible servers need no key
+        kwargs.update(overrides)
         if c.model.startswith(local.LOCAL_PREFIX):
             kwargs["n_ctx"] = c.n_ctx
-        kwargs.update(overrides)
+        elif "grammar" in kwargs:  # GBNF is a llama.cpp feature; providers follow the format
+            del kwargs["grammar"]
         return kwargs
 
-    def _record(self, response: Any, started: float, retries: int) -> Completion:
+    def _cache_key(self, kwargs: dict[str, Any]) -> str | None:
+        if not self.config.cache:
+            return None
+        return content_id({k: v for k, v in kwargs.items()
+                           if k not in _NOT_IN_KEY and k != "api_key"})
+
+    def _cached(self, key: str | None) -> Completion | None:
+        hit = _cache().get(key) if key else None
+        if hit is None:
+            return None
+        call = LLMCall(model=self.config.model, input_tokens=hit["input_tokens"],
+                       output_tokens=hit["output_tokens"], cache_hit=True)
+        self.budget.add(call)
+        return Completion(text=hit["text"], call=call)
+
+    def _record(self, response: Any, started: float, retries: int, key: str | None) -> Completion:
         usage = getattr(response, "usage", None)
-        hidden = getattr(response, "_hidden_params", {}) or {}
-        cache_hit = bool(hidden.get("cache_hit"))
         cost = None
-        if not self.config.model.startswith(local.LOCAL_PREFIX) and not cache_hit:
+        if not self.config.model.startswith(local.LOCAL_PREFIX):
             try:
                 cost = litellm.completion_cost(completion_response=response)
             except Exception:  # unknown price: record None, not a made-up number
@@ -215,33 +253,39 @@ class LLM:
             model=self.config.model,
             input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             output_tokens=getattr(usage, "completion_tokens", 0) or 0,
-            cost=cost, latency_s=round(time.perf_counter() - started, 3),
-            cache_hit=cache_hit, retries=retries,
+            cost=cost, latency_s=round(time.perf_counter() - started, 3), retries=retries,
         )
         self.budget.add(call)
         text = response.choices[0].message.content or ""
+        if key:
+            _cache().set(key, {"text": text, "input_tokens": call.input_tokens,
+                               "output_tokens": call.output_tokens})
         return Completion(text=text, call=call)
 
     def _on_error(self, exc: Exception, attempt: int) -> float:
-        """Raise if the error is fatal or retries are used up; else return the backoff delay."""
+        """Raise unless the error is transient and retries are left; else return the delay."""
         if isinstance(exc, _FATAL):
             raise ModelError(f"{self.config.model}: {exc}") from exc
-        if attempt >= self.config.max_retries:
-            self.budget.failures += 1
-            raise LLMCallFailed(f"{self.config.model} failed after {attempt} retries: {exc}") from exc
-        delay = min(2.0**attempt, 30.0)
-        log.warning("%s: %s; retry %d/%d in %.0fs", self.config.model, type(exc).__name__,
+        if not isinstance(exc, _TRANSIENT) or attempt >= self.config.max_retries:
+            self.budget.record_failure()
+            raise LLMCallFailed(f"{self.config.model} failed after {attempt} retries: "
+                                f"{type(exc).__name__}: {exc}") from exc
+        delay = min(self.config.retry_backoff_s * 2.0**attempt, 30.0)
+        log.warning("%s: %s; retry %d/%d in %.1fs", self.config.model, type(exc).__name__,
                     attempt + 1, self.config.max_retries, delay)
         return delay
 
     def complete(self, messages: list[dict[str, Any]], **overrides: Any) -> Completion:
-        """One chat completion (blocking)."""
+        """One chat completion (blocking). ``overrides`` go to litellm (``grammar``: local only)."""
         kwargs = self._kwargs(messages, overrides)
+        key = self._cache_key(kwargs)
         for attempt in range(self.config.max_retries + 1):
             self.budget.check()
+            if hit := self._cached(key):
+                return hit
             started = time.perf_counter()
             try:
-                return self._record(litellm.completion(**kwargs), started, attempt)
+                return self._record(litellm.completion(**kwargs), started, attempt, key)
             except Exception as exc:
                 time.sleep(self._on_error(exc, attempt))
         raise AssertionError("unreachable")
@@ -249,11 +293,14 @@ class LLM:
     async def acomplete(self, messages: list[dict[str, Any]], **overrides: Any) -> Completion:
         """One chat completion (async)."""
         kwargs = self._kwargs(messages, overrides)
+        key = self._cache_key(kwargs)
         for attempt in range(self.config.max_retries + 1):
             self.budget.check()
+            if hit := self._cached(key):
+                return hit
             started = time.perf_counter()
             try:
-                return self._record(await litellm.acompletion(**kwargs), started, attempt)
+                return self._record(await litellm.acompletion(**kwargs), started, attempt, key)
             except Exception as exc:
                 await asyncio.sleep(self._on_error(exc, attempt))
         raise AssertionError("unreachable")

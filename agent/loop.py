@@ -10,10 +10,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from lbi.agent.llm import Completion, LLMCallFailed
-from lbi.agent.prompts import FormatError, HistoryPolicy, build_messages, parse_response
+from lbi.agent.prompts import (
+    RESPONSE_GRAMMAR,
+    STOP_SEQUENCES,
+    FormatError,
+    HistoryPolicy,
+    build_messages,
+    parse_response,
+)
 from lbi.envs.base import Environment
 from lbi.errors import BudgetExceeded, ModelError
 from lbi.types import LLMCall, Step, Task, Trajectory, content_id, utc_now
@@ -27,7 +34,7 @@ class ChatModel(Protocol):
     @property
     def name(self) -> str: ...
 
-    def complete(self, messages: list[dict[str, str]]) -> Completion: ...
+    def complete(self, messages: list[dict[str, str]], **overrides: Any) -> Completion: ...
 
 
 Reference = Callable[[Task, list[Step], str], str]
@@ -83,7 +90,10 @@ class Agent:
         except BudgetExceeded as exc:
             traj.termination, traj.error = "budget", str(exc)
             raise
-        except (LLMCallFailed, ModelError, FormatError) as exc:
+        except ModelError as exc:  # bad key, unknown model: every episode would fail the same way
+            traj.termination, traj.error = "error", str(exc)
+            raise
+        except (LLMCallFailed, FormatError) as exc:
             traj.termination, traj.error = "error", f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # an environment failure ends this episode, not the run
             log.exception("episode %s failed", task.id)
@@ -102,7 +112,8 @@ class Agent:
         )
         calls: list[LLMCall] = []
         for attempt in range(self.config.max_format_retries + 1):
-            completion = self.model.complete(messages)
+            completion = self.model.complete(messages, grammar=RESPONSE_GRAMMAR,
+                                             stop=STOP_SEQUENCES)
             calls.append(completion.call)
             try:
                 reasoning, action = parse_response(completion.text)

@@ -83,12 +83,21 @@ def format_response(reasoning: str, action: str) -> str:
     return f"REASON: {reasoning}\nACTION: {action}"
 
 
+# GBNF for llama.cpp: forces the REASON/ACTION layout. The reason is capped (small models
+# otherwise ramble until max_tokens and never reach the action); the action may span lines.
+RESPONSE_GRAMMAR = r"""root ::= "REASON: " [^\n]{1,300} "\nACTION: " line ("\n" line)*
+line ::= [^\n]+"""
+
+# Where a model that keeps going starts to invent the environment's side of the dialogue.
+STOP_SEQUENCES = ["\nOBSERVATION", "\nREASON:", "\n## "]
+
+
 class FormatError(ValueError):
     """The model's answer has no recognisable action."""
 
 
-_ACTION = re.compile(r"^\s*\**\s*ACTION\s*\**\s*:\s*", re.I | re.M)
-_REASON = re.compile(r"^\s*\**\s*REASON(ING)?\s*\**\s*:\s*", re.I | re.M)
+_ACTION = re.compile(r"^\s*\**\s*ACTION\s*\**\s*:\s*\**\s*", re.I | re.M)
+_REASON = re.compile(r"^\s*\**\s*REASON(ING)?\s*\**\s*:\s*\**\s*", re.I | re.M)
 _TRAILER = re.compile(r"^\s*\**\s*(REASON|OBSERVATION|ACTION)\s*\**\s*:", re.I | re.M)
 _FENCE = re.compile(r"```[a-zA-Z0-9_+-]*\n?(.*?)```", re.S)
 

@@ -120,9 +120,10 @@ class SQLEnv:
 
     # ---- helpers ------------------------------------------------------------------------------
     def schema(self) -> str:
-        """One line per table: name(column type, ...) [n rows]."""
+        """One line per table: name(column type, ...) [n rows], then the foreign keys."""
         assert self.conn is not None
-        lines = []
+        lines: list[str] = []
+        keys: list[str] = []
         tables = self.conn.execute(
             "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
             "ORDER BY name").fetchall()
@@ -131,7 +132,10 @@ class SQLEnv:
             count = self.conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
             spec = ", ".join(f"{c[1]} {c[2]}".strip() for c in cols)
             lines.append(f"{table}({spec}) [{count} rows]")
-        return "Tables:\n" + "\n".join(lines)
+            keys += [f"{table}.{fk[3]} -> {fk[2]}.{fk[4]}" for fk in
+                     self.conn.execute(f'PRAGMA foreign_key_list("{table}")').fetchall()]
+        text = "Tables:\n" + "\n".join(lines)
+        return text + ("\nForeign keys:\n" + "\n".join(keys) if keys else "")
 
     def _over_time(self) -> int:
         return int(time.monotonic() > self._deadline)

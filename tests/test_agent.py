@@ -1,0 +1,115 @@
+"""The agent loop and prompt format, driven by a scripted model on the real SQL environment."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lbi.agent.loop import Agent, AgentConfig
+from lbi.agent.prompts import FormatError, HistoryPolicy, parse_response, render_history
+from lbi.agent.scripted import ScriptedLLM
+from lbi.envs import make_env
+from lbi.errors import BudgetExceeded
+from lbi.agent.llm import Budget
+from lbi.types import Step, Trajectory
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = make_env("sql")
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def task(env):
+    return env.benchmark_tasks()[1]  # pets_1: number of dog pets raised by female students
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("REASON: look\nACTION: SELECT 1", ("look", "SELECT 1")),
+    ("**REASON:** look\n**ACTION:** `SELECT 1`", ("look", "SELECT 1")),
+    ("REASON: look\nACTION:\n```sql\nSELECT a\nFROM t\n```", ("look", "SELECT a\nFROM t")),
+    ("ACTION: stop", ("", "stop")),
+    ("reason: x\naction: submit SELECT 2\nOBSERVATION: 2\nREASON: done", ("x", "submit SELECT 2")),
+    ("I will run:\n```sql\nSELECT 3\n```", ("I will run:", "SELECT 3")),
+])
+def test_parse_response_is_lenient(text, expected):
+    assert parse_response(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "REASON: thinking only", "ACTION:", "```a```\n```b```"])
+def test_parse_response_rejects_answers_without_an_action(text):
+    with pytest.raises(FormatError):
+        parse_response(text)
+
+
+def test_prompt_layout_follows_the_paper(env, task):
+    model = ScriptedLLM(["REASON: r\nACTION: stop"])
+    Agent(model, env, reference=lambda *_: "EXAMPLE 1 ...").run(task)
+    system, user = model.seen[0]
+    assert system["role"] == "system" and "REASON:" in system["content"]
+    assert "submit <SQL query>" in system["content"]  # the env's action space
+    headers = ["## Additional information for reference", "## Objective",
+               "## Interaction history", "## Current observation"]
+    positions = [user["content"].index(h) for h in headers]
+    assert positions == sorted(positions)
+    assert task.instruction in user["content"] and task.gold not in user["content"]
+
+
+def test_gold_actions_reach_reward_1_and_the_trajectory_is_saved_every_step(env, task, tmp_path):
+    path = tmp_path / "traj.json"
+    saved_steps = []
+
+    def check_saved(step, observation):
+        saved_steps.append(len(Trajectory.model_validate_json(path.read_text()).steps)
+                           if path.exists() else 0)
+
+    model = ScriptedLLM([
+        "REASON: look at pets\nACTION: SELECT PetType, count(*) FROM pets GROUP BY PetType",
+        f"REASON: join\nACTION: submit {task.gold}",
+    ])
+    traj = Agent(model, env).run(task, save_to=path, on_step=check_saved)
+    assert traj.termination == "stop" and traj.reward == 1.0
+    assert [s.action for s in traj.steps][0].startswith("SELECT PetType")
+    assert traj.steps[0].observation.startswith("Database: pets_1")  # o0
+    assert "dog | 2" in traj.steps[1].observation  # o1 is the first action's result
+    assert "Answer submitted" in traj.final_observation
+    assert saved_steps == [0, 1]  # written after step 1, before step 2 ran
+    on_disk = Trajectory.model_validate_json(path.read_text())
+    assert on_disk == traj and on_disk.provenance["model"] == "scripted"
+
+
+def test_step_limit(env, task):
+    model = ScriptedLLM(["REASON: r\nACTION: SELECT 1"] * 3)
+    traj = Agent(model, env, AgentConfig(step_limit=3)).run(task)
+    assert traj.termination == "step_limit" and len(traj.steps) == 3 and traj.reward == 0.0
+
+
+def test_format_errors_are_re_asked_then_end_the_episode(env, task):
+    model = ScriptedLLM(["no idea", "REASON: ok\nACTION: stop"])
+    traj = Agent(model, env).run(task)
+    assert traj.termination == "stop" and traj.steps[0].action == "stop"
+    assert "no action" in model.seen[1][-1]["content"]  # the correction was sent
+    assert traj.steps[0].llm.retries == 1
+
+    model = ScriptedLLM(["hmm"] * 3)
+    traj = Agent(model, env, AgentConfig(max_format_retries=2)).run(task)
+    assert traj.termination == "error" and "no parsable action" in traj.error
+
+
+def test_budget_stops_the_run_and_keeps_the_steps(env, task, tmp_path):
+    path = tmp_path / "t.json"
+    model = ScriptedLLM(["REASON: r\nACTION: SELECT 1"] * 5, budget=Budget(max_calls=2))
+    with pytest.raises(BudgetExceeded):
+        Agent(model, env).run(task, save_to=path)
+    saved = json.loads(path.read_text())
+    assert saved["termination"] == "budget" and len(saved["steps"]) == 2
+
+
+def test_history_is_cut_visibly():
+    steps = [Step(observation="x" * 50, action=f"A{k}") for k in range(10)]
+    text = render_history(steps, HistoryPolicy(observation_chars=10, max_chars=120))
+    assert text.startswith("[") and "earlier steps omitted" in text
+    assert "A9" in text and "A0" not in text and "…[cut]" in text

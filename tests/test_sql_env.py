@@ -1,0 +1,146 @@
+"""The SQL environment on the real Spider-dev and Chinook databases (real SQLite)."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+
+import pytest
+
+from lbi.envs import make_env
+from lbi.envs.sql import databases
+from lbi.envs.sql.databases import mysql_dump_to_sqlite
+from lbi.envs.sql.env import SQLConfig, SQLEnv, results_match
+from lbi.types import Task
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = make_env("sql")
+    yield e
+    e.close()
+
+
+def test_all_databases_convert_and_all_gold_queries_run():
+    dbs = databases.build_databases()
+    assert len(dbs) == 21 and "chinook" in dbs and "world_1" in dbs
+    tasks = databases.spider_gold_tasks()
+    assert len(tasks) == 23
+    for t in tasks:
+        conn = sqlite3.connect(dbs[t.env_args["db"]])
+        conn.execute(t.gold).fetchall()  # raises if the conversion broke a table the gold needs
+    chinook = sqlite3.connect(dbs["chinook"])
+    assert chinook.execute("SELECT count(*) FROM Track").fetchone() == (3503,)
+    assert chinook.execute("SELECT count(*) FROM Invoice").fetchone() == (412,)
+
+
+def test_mysql_conversion_handles_escapes_keys_and_engine():
+    dump = """USE `d`;
+CREATE TABLE `t` (
+  `id` int NOT NULL AUTO_INCREMENT,
+  `name` varchar(20) COLLATE utf8mb4_general_ci DEFAULT NULL,
+  PRIMARY KEY (`id`),
+  KEY `name_idx` (`name`(10))
+) ENGINE=InnoDB AUTO_INCREMENT=3 DEFAULT CHARSET=utf8mb4;
+LOCK TABLES `t` WRITE;
+INSERT INTO `t` VALUES (1,'O\\'Brien'),(2,'a\\nb');
+UNLOCK TABLES;
+"""
+    statements = mysql_dump_to_sqlite(dump)["d"]
+    conn = sqlite3.connect(":memory:")
+    for s in statements:
+        conn.execute(s)
+    assert conn.execute("SELECT name FROM t ORDER BY id").fetchall() == [("O'Brien",), ("a\nb",)]
+
+
+def test_gold_query_reaches_reward_1_and_wrong_query_0(env):
+    task = env.benchmark_tasks()[1]  # count of dog pets raised by female students
+    obs = env.reset(task)
+    assert "Database: pets_1" in obs and "has_pet(StuID INT, PetID INT)" in obs
+    obs, done = env.step(f"submit {task.gold}")
+    assert done and "2" in obs
+    assert env.evaluate() == 1.0
+    env.reset(task)
+    env.step("SELECT count(*) FROM Pets")
+    obs, done = env.step("stop")
+    assert done and env.evaluate() == 0.0
+
+
+def test_every_gold_task_scores_1_with_its_gold_query(env):
+    for task in env.benchmark_tasks():
+        env.reset(task)
+        env.step(f"submit {task.gold}")
+        assert env.evaluate() == 1.0, task.id
+
+
+def test_errors_are_observations_and_the_episode_goes_on(env):
+    env.reset(Task(id="x", env="sql", instruction="?", origin="user", env_args={"db": "pets_1"}))
+    obs, done = env.step("SELECT nope FROM Pets")
+    assert obs.startswith("Error:") and "nope" in obs and not done
+    obs, done = env.step("SELEC 1")
+    assert obs.startswith("Error:") and not done
+    obs, done = env.step("SELECT 1 AS one")
+    assert obs == "one\n1" and not done
+
+
+def test_writes_stay_in_the_episode_copy(env):
+    src = databases.database_path("pets_1")
+    before = hashlib.sha256(src.read_bytes()).hexdigest()
+    task = Task(id="w", env="sql", instruction="?", origin="user", env_args={"db": "pets_1"})
+    env.reset(task)
+    assert "OK" in env.step("DELETE FROM Pets")[0]
+    assert env.step("SELECT count(*) AS n FROM Pets")[0] == "n\n0"
+    env.step("DROP TABLE Student")
+    env.reset(task)  # deterministic reset: the data is back
+    assert env.step("SELECT count(*) AS n FROM Pets")[0] == "n\n3"
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("escape", [
+    "ATTACH DATABASE '/etc/passwd' AS p",
+    "ATTACH DATABASE '{tmp}/new.db' AS p",
+    "VACUUM INTO '{tmp}/copy.db'",
+    "SELECT load_extension('/usr/lib/x86_64-linux-gnu/libsqlite3.so.0')",
+])
+def test_host_files_cannot_be_read_or_written(env, tmp_path, escape):
+    env.reset(Task(id="s", env="sql", instruction="?", origin="user", env_args={"db": "pets_1"}))
+    obs, done = env.step(escape.format(tmp=tmp_path))
+    assert obs.startswith("Error:") and not done
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_long_query_is_interrupted_at_the_step_timeout():
+    env = SQLEnv(SQLConfig(step_timeout_s=0.5))
+    env.reset(Task(id="t", env="sql", instruction="?", origin="user", env_args={"db": "pets_1"}))
+    forever = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+               "SELECT count(*) FROM c")
+    t0 = time.monotonic()
+    obs, done = env.step(forever)
+    assert time.monotonic() - t0 < 3
+    assert "interrupted" in obs and not done
+    assert env.step("SELECT 2 AS two")[0] == "two\n2"  # still usable
+    env.close()
+
+
+def test_large_results_are_truncated_with_a_count(env):
+    env.reset(Task(id="t", env="sql", instruction="?", origin="user", env_args={"db": "chinook"}))
+    obs, _ = env.step("SELECT id, name FROM Track")
+    assert obs.count("\n") <= env.config.max_rows + 2
+    assert "3503 in total" in obs
+
+
+def test_results_match_semantics():
+    assert results_match([(1,), (2,)], [(2,), (1,)], ordered=False)
+    assert not results_match([(1,), (2,)], [(2,), (1,)], ordered=True)
+    assert not results_match([(1,)], [(1,), (1,)], ordered=False)  # multiset, not set
+    assert results_match([(2.0,)], [(2,)], ordered=False)
+
+
+def test_docs_are_plain_text_chunks(env):
+    docs = list(env.docs())
+    assert len(docs) > 200
+    titles = {d.title for d in docs}
+    assert any("SELECT" in t for t in titles)
+    assert all("<html" not in d.text.lower() and len(d.text) <= 6000 for d in docs)
+    assert len({d.id for d in docs}) == len(docs)
