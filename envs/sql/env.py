@@ -24,11 +24,15 @@ from lbi.envs.sql.docs import sqlite_docs
 from lbi.errors import EnvError
 from lbi.types import Document, Task
 
-ACTION_SPACE = """You interact with a SQLite database. Each ACTION is exactly one of:
-- a single SQL statement, e.g. `SELECT name FROM sqlite_master WHERE type = 'table'`; you see its result rows or the error;
+ACTION_SPACE = (
+    "You interact with a SQLite database. Each ACTION is exactly one of:\n"
+    "- a single SQL statement, e.g. `SELECT name FROM sqlite_master WHERE type = 'table'`; "
+    "you see its result rows or the error;"
+    """
 - `submit <SQL query>`: run the query as your final answer and finish;
 - `stop`: finish; the result of your last successful query is your answer.
 Explore the tables first when unsure, then submit the query that answers the objective."""
+)
 
 _DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
 
