@@ -87,10 +87,10 @@ def format_response(reasoning: str, action: str) -> str:
     return f"REASON: {reasoning}\nACTION: {action}"
 
 
-# GBNF for llama.cpp: forces the REASON/ACTION layout. The reason is capped (small models
-# otherwise ramble until max_tokens and never reach the action); the action may span lines.
-RESPONSE_GRAMMAR = r"""root ::= "REASON: " [^\n]{1,300} "\nACTION: " line ("\n" line)*
-line ::= [^\n]+"""
+# GBNF for llama.cpp: forces the REASON/ACTION layout. The reason is one capped line (small
+# models otherwise ramble until max_tokens and never act); the action is free text up to the end
+# of the turn (a stricter action rule made llama.cpp end turns mid-token, e.g. `'dog` for `'dog'`).
+RESPONSE_GRAMMAR = r"""root ::= "REASON: " [^\n]{1,300} "\nACTION: " [^\n] ([^\n] | "\n")*"""
 
 # Where a model that keeps going starts to invent the environment's side of the dialogue.
 STOP_SEQUENCES = ["\nOBSERVATION", "\nREASON:", "\n## "]
