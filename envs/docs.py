@@ -17,7 +17,7 @@ DEFAULT_CHUNK_CHARS = 6000
 
 def html_to_text(html: str) -> tuple[str, str]:
     """(title, plain text) of an HTML page, without scripts, styles and navigation."""
-    soup = BeautifulSoup(html, "html.parser")
+    soup = BeautifulSoup(html, "lxml")
     for tag in soup(["script", "style", "nav", "header", "footer", "noscript"]):
         tag.decompose()
     title = soup.title.get_text(strip=True) if soup.title else ""

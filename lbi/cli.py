@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
 
 from lbi.errors import LbiError
@@ -127,8 +128,10 @@ def run(
     run_dir = out / env / model.replace("/", "_")
     results = []
     started = time.perf_counter()
+    tasks_iter = track(chosen, description=f"{env} × {model}", console=console) if (
+        quiet and len(chosen) > 1) else chosen
     try:
-        for t in chosen:
+        for t in tasks_iter:
             if not quiet:
                 console.rule(f"[bold]{t.id}[/]: {t.instruction}")
             path = run_dir / f"{t.id}.json"
