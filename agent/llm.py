@@ -20,7 +20,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at i
 
 import diskcache  # noqa: E402
 import litellm  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
 from lbi.agent import local  # noqa: E402
 from lbi.assets import lbi_home  # noqa: E402
@@ -47,6 +47,8 @@ class LLMCallFailed(Exception):
 class LLMConfig(BaseModel):
     """How to reach one model and how to sample from it."""
 
+    model_config = ConfigDict(extra="forbid")
+
     model: str = "local/qwen2.5-coder-0.5b"
     """A litellm model string (``anthropic/…``, ``openai/…``, ``hosted_vllm/…``) or
     ``local/<name>``."""
@@ -71,9 +73,12 @@ class LLMConfig(BaseModel):
 class Budget:
     """Limits shared by every LLM of a run: BudgetExceeded before a call past them."""
 
-    def __init__(self, max_calls: int | None = None, max_cost: float | None = None) -> None:
+    def __init__(self, max_calls: int | None = None, max_cost: float | None = None,
+                 parent: Budget | None = None) -> None:
         self.max_calls = max_calls
         self.max_cost = max_cost
+        self.parent = parent
+        """Usage is also counted, and limits also checked, on the parent (a run-wide budget)."""
         self.calls = self.cache_hits = self.retries = self.failures = 0
         self.input_tokens = self.output_tokens = 0
         self.cost = 0.0
@@ -81,6 +86,8 @@ class Budget:
         self._lock = threading.Lock()
 
     def check(self) -> None:
+        if self.parent is not None:
+            self.parent.check()
         with self._lock:
             if self.max_calls is not None and self.calls >= self.max_calls:
                 raise BudgetExceeded(f"call budget used up ({self.calls}/{self.max_calls} calls). "
@@ -91,10 +98,14 @@ class Budget:
                                      "max_cost to go on.")
 
     def record_failure(self) -> None:
+        if self.parent is not None:
+            self.parent.record_failure()
         with self._lock:
             self.failures += 1
 
     def add(self, call: LLMCall) -> None:
+        if self.parent is not None:
+            self.parent.add(call)
         with self._lock:
             self.calls += 1
             self.cache_hits += call.cache_hit
@@ -223,8 +234,11 @@ class LLM:
         kwargs.update(overrides)
         if c.model.startswith(local.LOCAL_PREFIX):
             kwargs["n_ctx"] = c.n_ctx
-        elif "grammar" in kwargs:  # GBNF is a llama.cpp feature; providers follow the format
-            del kwargs["grammar"]
+        else:
+            kwargs.pop("grammar", None)  # GBNF is a llama.cpp feature
+            fmt = kwargs.get("response_format")
+            if isinstance(fmt, dict) and fmt.get("type") == "json_object" and "schema" in fmt:
+                kwargs["response_format"] = {"type": "json_object"}  # schema: llama.cpp only
         return kwargs
 
     def _cache_key(self, kwargs: dict[str, Any]) -> str | None:

@@ -7,6 +7,7 @@ never loses the steps already taken.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ class AgentConfig:
 
     step_limit: int = 10
     """The episode ends after this many actions (termination ``step_limit``)."""
+    episode_timeout_s: float | None = None
+    """No new step starts after this many seconds (termination ``time_limit``)."""
     max_format_retries: int = 2
     """Re-asks, with a correction, when the answer has no parsable action."""
     history: HistoryPolicy = field(default_factory=HistoryPolicy)
@@ -62,18 +65,28 @@ class Agent:
         self.config = config or AgentConfig()
         self.reference = reference
 
+    @staticmethod
+    def trajectory_id(task: Task, model_name: str, env_name: str) -> str:
+        """The id an episode of ``task`` gets: the same on every rerun (the resume key)."""
+        return content_id(task.model_dump(), model_name, env_name)
+
     def run(self, task: Task, save_to: Path | None = None,
             on_step: Callable[[Step, str], None] | None = None) -> Trajectory:
         """One episode of ``task``; writes the trajectory JSON to ``save_to`` after every step."""
         traj = Trajectory(
-            id=content_id(task.model_dump(), self.model.name, self.env.name),
+            id=self.trajectory_id(task, self.model.name, self.env.name),
             task=task,
             provenance={"model": self.model.name, "env": self.env.name, "started": utc_now(),
                         "step_limit": self.config.step_limit},
         )
+        deadline = (time.monotonic() + self.config.episode_timeout_s
+                    if self.config.episode_timeout_s else None)
         try:
             observation = self.env.reset(task)
             for _ in range(self.config.step_limit):
+                if deadline is not None and time.monotonic() > deadline:
+                    traj.termination = "time_limit"
+                    break
                 step = self._next_step(task, traj.steps, observation)
                 traj.steps.append(step)
                 observation, done = self.env.step(step.action)
@@ -83,8 +96,7 @@ class Agent:
                 if done:
                     traj.termination = "stop"
                     break
-            else:
-                traj.termination = "step_limit"
+            traj.termination = traj.termination or "step_limit"
             traj.final_observation = observation
             traj.reward = self.env.evaluate()
         except BudgetExceeded as exc:

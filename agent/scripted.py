@@ -15,11 +15,15 @@ Answer = str | Callable[[list[dict[str, Any]]], str]
 
 
 class ScriptedLLM:
-    """Returns the scripted answers in order (a callable answer sees the messages)."""
+    """Returns the scripted answers in order (a callable answer sees the messages).
 
-    def __init__(self, answers: Iterable[Answer], name: str = "scripted",
-                 budget: Budget | None = None) -> None:
-        self.answers = list(answers)
+    ``answers`` may also be one callable, which then answers every call.
+    """
+
+    def __init__(self, answers: Iterable[Answer] | Callable[[list[dict[str, Any]]], str],
+                 name: str = "scripted", budget: Budget | None = None) -> None:
+        self.respond = answers if callable(answers) else None
+        self.answers = [] if callable(answers) else list(answers)
         self._name = name
         self.budget = budget or Budget()
         self.seen: list[list[dict[str, Any]]] = []
@@ -30,9 +34,9 @@ class ScriptedLLM:
 
     def complete(self, messages: list[dict[str, Any]], **_: Any) -> Completion:
         self.budget.check()
-        if len(self.seen) >= len(self.answers):
+        if self.respond is None and len(self.seen) >= len(self.answers):
             raise IndexError(f"{self._name}: script exhausted after {len(self.answers)} answers")
-        answer = self.answers[len(self.seen)]
+        answer = self.respond or self.answers[len(self.seen)]
         self.seen.append(messages)
         text = answer(messages) if callable(answer) else answer
         call = LLMCall(model=self._name, input_tokens=sum(len(m["content"]) for m in messages) // 4,

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
-from lbi.types import Document, Task
+from lbi.types import Document, Step, Task
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    env_args: dict[str, Any]
+    description: str
 
 
 @runtime_checkable
@@ -35,6 +42,15 @@ class Environment(Protocol):
 
     def benchmark_tasks(self) -> list[Task]:
         """Held-out evaluation tasks with gold answers."""
+        ...
+
+    def task_contexts(self) -> list[TaskContext]:
+        """The set-ups a generated task can target (e.g. one per database), with a description
+        the task generator sees so that its tasks are doable there."""
+        ...
+
+    def check_span(self, steps: list[Step], final_observation: str) -> bool | None:
+        """The environment's own check of a sub-trajectory (None: it cannot tell)."""
         ...
 
     def close(self) -> None: ...

@@ -147,6 +147,44 @@ def run(
             _summary(results, budget, time.perf_counter() - started, run_dir)
 
 
+@app.command()
+def synth(
+    config: Annotated[Path, typer.Option(help="synthesis config, e.g. configs/sql.yaml")],
+    push_to_hub: Annotated[str | None, typer.Option(help="also upload to this Hub repo id")] = (
+        None),
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a config field: --set rollout.step_limit=5")] = None,
+) -> None:
+    """Synthesize a dataset: docs → tasks → rollouts → backward → filter → Hugging Face dataset.
+
+    Reruns resume: finished items in the output folder are skipped.
+    """
+    import yaml
+
+    from lbi.synth.config import load_config
+    from lbi.synth.export import push_to_hub as push
+    from lbi.synth.pipeline import Synthesis, stats_rows
+
+    overrides = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise LbiError(f"--set expects key=value, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    cfg = load_config(config, overrides)
+    run_ = Synthesis(cfg, console)
+    try:
+        path = run_.run()
+    finally:
+        table = Table("metric", "value", title=f"lbi synth — {cfg.output_dir / 'stats.json'}")
+        for metric, value in stats_rows(run_.stats):
+            table.add_row(metric, value)
+        console.print(table)
+    console.print(f"[green]✓[/] dataset saved to {path}")
+    if push_to_hub:
+        console.print(f"[green]✓[/] pushed to {push(path, push_to_hub)}")
+
+
 def _print_step(step, observation: str) -> None:
     from rich.panel import Panel
 
@@ -167,7 +205,7 @@ def _summary(results: list, budget, wall: float, run_dir: Path) -> None:
         "success_rate": success / len(scored) if scored else None,
         "mean_steps": statistics.mean(len(t.steps) for t in results) if results else 0,
         "terminations": {k: sum(t.termination == k for t in results)
-                         for k in ("stop", "step_limit", "error", "budget")},
+                         for k in ("stop", "step_limit", "time_limit", "error", "budget")},
         "output_tokens_per_s": out_tok / gen_s if gen_s else None,
         "wall_s": round(wall, 1), **budget.summary(),
     }

@@ -74,7 +74,7 @@ class Step(BaseModel):
     llm: LLMCall | None = None
 
 
-Termination = Literal["stop", "step_limit", "error", "budget"]
+Termination = Literal["stop", "step_limit", "time_limit", "error", "budget"]
 
 
 class Trajectory(BaseModel):
@@ -128,6 +128,9 @@ class Example(BaseModel):
     env: str
     trajectory_id: str
     span: tuple[int, int]
+    """(i, j): the sub-trajectory o_i, a_{i+1}, ..., a_j, o_j of the source trajectory."""
+    env_args: dict[str, Any] = Field(default_factory=dict)
+    """The source task's environment set-up (e.g. the database)."""
     steps: list[Step]
     final_observation: str
     votes: list[Vote] = Field(default_factory=list)

@@ -18,11 +18,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lbi.envs.base import truncate
+from lbi.envs.base import TaskContext, truncate
 from lbi.envs.sql import databases
 from lbi.envs.sql.docs import sqlite_docs
 from lbi.errors import EnvError
-from lbi.types import Document, Task
+from lbi.types import Document, Step, Task
 
 ACTION_SPACE = (
     "You interact with a SQLite database. Each ACTION is exactly one of:\n"
@@ -87,7 +87,7 @@ class SQLEnv:
         self.conn.set_authorizer(_authorizer)
         self.conn.set_progress_handler(self._over_time, 10_000)
         self.answer_rows = None
-        return f"Database: {self.db}\n{self.schema()}"
+        return f"Database: {self.db}\n{schema_text(self.conn)}"
 
     def step(self, action: str) -> tuple[str, bool]:
         if self.conn is None:
@@ -122,24 +122,26 @@ class SQLEnv:
     def benchmark_tasks(self) -> list[Task]:
         return databases.spider_gold_tasks()
 
+    def task_contexts(self) -> list[TaskContext]:
+        contexts = []
+        for db, path in databases.build_databases().items():
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                contexts.append(TaskContext({"db": db}, f"Database: {db}\n{schema_text(conn)}"))
+            finally:
+                conn.close()
+        return contexts
+
+    def check_span(self, steps: list[Step], final_observation: str) -> bool | None:
+        """A span passes if it ends without an error and at least one of its queries ran."""
+        results = [s.observation for s in steps[1:]] + [final_observation]
+        return not final_observation.startswith("Error") and any(
+            not r.startswith("Error") for r in results)
+
     # ---- helpers ------------------------------------------------------------------------------
     def schema(self) -> str:
-        """One line per table: name(column type, ...) [n rows], then the foreign keys."""
         assert self.conn is not None
-        lines: list[str] = []
-        keys: list[str] = []
-        tables = self.conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
-            "ORDER BY name").fetchall()
-        for (table,) in tables:
-            cols = self.conn.execute(f'PRAGMA table_info("{table}")').fetchall()
-            count = self.conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-            spec = ", ".join(f"{c[1]} {c[2]}".strip() for c in cols)
-            lines.append(f"{table}({spec}) [{count} rows]")
-            keys += [f"{table}.{fk[3]} -> {fk[2]}.{fk[4]}" for fk in
-                     self.conn.execute(f'PRAGMA foreign_key_list("{table}")').fetchall()]
-        text = "Tables:\n" + "\n".join(lines)
-        return text + ("\nForeign keys:\n" + "\n".join(keys) if keys else "")
+        return schema_text(self.conn)
 
     def _over_time(self) -> int:
         return int(time.monotonic() > self._deadline)
@@ -181,6 +183,24 @@ class SQLEnv:
             return conn.execute(task.gold or "").fetchall()
         finally:
             conn.close()
+
+
+def schema_text(conn: sqlite3.Connection) -> str:
+    """One line per table: name(column type, ...) [n rows], then the foreign keys."""
+    lines: list[str] = []
+    keys: list[str] = []
+    tables = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY name").fetchall()
+    for (table,) in tables:
+        cols = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+        count = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        spec = ", ".join(f"{c[1]} {c[2]}".strip() for c in cols)
+        lines.append(f"{table}({spec}) [{count} rows]")
+        keys += [f"{table}.{fk[3]} -> {fk[2]}.{fk[4]}"
+                 for fk in conn.execute(f'PRAGMA foreign_key_list("{table}")').fetchall()]
+    text = "Tables:\n" + "\n".join(lines)
+    return text + ("\nForeign keys:\n" + "\n".join(keys) if keys else "")
 
 
 def _normalize(value: object) -> object:

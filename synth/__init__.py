@@ -1,0 +1,1 @@
+"""Synthesis: docs → tasks → rollouts → backward construction → filter → dataset."""

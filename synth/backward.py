@@ -1,0 +1,103 @@
+"""Stage 3: backward construction (PAPER.md §3).
+
+For spans 0 <= i < j <= n of a trajectory, the sub-trajectory (o_i, a_{i+1}, ..., a_j, o_j)
+gets new instructions: an *abstraction* (a task it accomplishes) and a *summary*
+("Replicate the following: ..."). All n(n+1)/2 spans are enumerated; a deterministic, bucketed
+subsample keeps the cost known before the run.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from lbi.agent.llm import LLMCallFailed
+from lbi.agent.loop import ChatModel
+from lbi.synth.prompts import (
+    ABSTRACTION,
+    SUMMARY,
+    SUMMARY_PREFIX,
+    parse_instruction,
+    render_trajectory,
+)
+from lbi.types import Example, Step, Trajectory, content_id
+
+Bucket = Literal["short", "medium", "long"]
+BUCKETS: tuple[Bucket, ...] = ("short", "medium", "long")
+
+
+def bucket_of(length: int) -> Bucket:
+    """short (<5 steps), medium (5-9), long (>=10): the paper's Table 5 buckets."""
+    return "short" if length < 5 else "medium" if length < 10 else "long"
+
+
+def all_spans(n: int) -> list[tuple[int, int]]:
+    """Every (i, j) with 0 <= i < j <= n: n(n+1)/2 spans."""
+    return [(i, j) for i in range(n) for j in range(i + 1, n + 1)]
+
+
+def select_spans(n: int, cap: int, weights: dict[Bucket, float],
+                 seed: str) -> list[tuple[int, int]]:
+    """At most ``cap`` spans of a trajectory with ``n`` steps, spread over the length buckets in
+    proportion to ``weights``; the same (n, cap, weights, seed) always gives the same spans."""
+    rng = random.Random(seed)
+    pools: dict[Bucket, list[tuple[int, int]]] = {b: [] for b in BUCKETS}
+    for span in all_spans(n):
+        pools[bucket_of(span[1] - span[0])].append(span)
+    for pool in pools.values():
+        rng.shuffle(pool)
+    chosen: list[tuple[int, int]] = []
+    credit = dict.fromkeys(BUCKETS, 0.0)
+    active = [b for b in BUCKETS if pools[b] and weights.get(b, 0) > 0]
+    while len(chosen) < cap and active:
+        for b in active:
+            credit[b] += weights[b]
+        best = max(active, key=lambda b: credit[b])
+        credit[best] -= sum(weights[b] for b in active)
+        chosen.append(pools[best].pop())
+        active = [b for b in active if pools[b]]
+    return sorted(chosen)
+
+
+def drop_repeated_steps(traj: Trajectory) -> tuple[Trajectory, int]:
+    """Remove each step whose (action, resulting observation) repeats the previous step's
+    (PAPER.md §4: an invalid action or one with no effect). Returns (trajectory, removed)."""
+    obs = traj.observations
+    kept: list[Step] = []
+    removed = 0
+    for k, step in enumerate(traj.steps):
+        if k > 0 and step.action == traj.steps[k - 1].action and obs[k + 1] == obs[k]:
+            removed += 1
+            continue
+        kept.append(step)
+    return traj.model_copy(update={"steps": kept}), removed
+
+
+def example_id(traj: Trajectory, span: tuple[int, int], kind: str) -> str:
+    return content_id(traj.id, span, kind)
+
+
+def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
+              kind: Literal["abstraction", "summary"]) -> Example | str:
+    """One example for a span, or the error text if the generator failed."""
+    steps, final = traj.span(*span)
+    rendered = render_trajectory(steps, final)
+    template = ABSTRACTION if kind == "abstraction" else SUMMARY
+    prompt = template.format(env=traj.task.env, trajectory=rendered,
+                             max_sentences=2 * len(steps) + 1)
+    try:
+        out = llm.complete([{"role": "user", "content": prompt}])
+    except LLMCallFailed as exc:
+        return str(exc)
+    instruction = parse_instruction(out.text)
+    if len(instruction) < 10:
+        return f"unusable instruction: {out.text[:200]!r}"
+    if kind == "summary":
+        instruction = SUMMARY_PREFIX + instruction
+    return Example(
+        id=example_id(traj, span, kind), instruction=instruction, kind=kind,
+        env=traj.task.env, trajectory_id=traj.id, span=span, env_args=traj.task.env_args,
+        steps=steps, final_observation=final,
+        provenance={"generator": llm.name, "source_task": traj.task.instruction,
+                    "source_task_id": traj.task.id, "llm": out.call.model_dump()},
+    )

@@ -1,0 +1,89 @@
+"""The dataset card: format, generation config, models, counts, cost, prompts and licences."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import yaml
+
+from lbi.agent.prompts import SYSTEM_TEMPLATE, HistoryPolicy
+from lbi.synth import prompts
+from lbi.synth.config import SynthConfig
+
+SOURCE_LICENCES = {
+    "sql": "Spider-dev databases and questions (CC BY-SA 4.0) via InterCode (MIT); Chinook (MIT); "
+           "SQLite documentation (public domain).",
+}
+
+
+_SECRET = re.compile(r"key|token|secret|password", re.I)
+
+
+def _public_config(config: SynthConfig) -> dict[str, Any]:
+    """The config as plain data, without anything that looks like a credential."""
+    def scrub(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: "<redacted>" if _SECRET.search(k) else scrub(v) for k, v in node.items()}
+        return [scrub(v) for v in node] if isinstance(node, list) else node
+
+    return scrub(json.loads(config.model_dump_json()))
+
+
+def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, int]) -> str:
+    """A README.md for the dataset, with the YAML header the Hub reads."""
+    header = {
+        "license": "other",
+        "tags": ["learn-by-interact", "agents", "synthetic", config.env],
+        "configs": [{"config_name": name, "data_files": [{"split": "train",
+                                                          "path": f"{name}/train/*.arrow"}]}
+                    for name in ("trajectories", "examples", "sft")],
+    }
+    policy = HistoryPolicy()
+    models = config.models
+    lines = [
+        "---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
+        f"# Learn-by-interact data for the `{config.env}` environment", "",
+        "Synthesized with the learn-by-interact toolkit "
+        "(`lbi synth`), following Su et al., *Learn-by-interact* (ICLR 2025): tasks generated "
+        "from the environment's documentation, rolled out by an agent in the real environment, "
+        "relabelled by backward construction, filtered by an LLM committee.", "",
+        "## Configs", "",
+        f"- `trajectories` ({counts['trajectories']} rows): every rollout; `steps` is a list of "
+        "{observation, action, reasoning}, where `observation` is what the agent saw before "
+        "taking `action`.",
+        f"- `examples` ({counts['examples']} rows): accepted (instruction, sub-trajectory) pairs; "
+        "`kind` is `abstraction` or `summary`; `span_start`/`span_end` index the source "
+        "trajectory (the final observation o_j is `final_observation`); `votes` is JSON.",
+        f"- `sft` ({counts['sft']} rows): step-level action prediction as chat `messages` "
+        "(system, user, assistant), in the same prompt the agent uses at inference.", "",
+        "## Models", "",
+        f"- generator (tasks, backward construction): `{models.generator.model}` "
+        f"(temperature {models.generator.temperature})",
+        f"- agent (rollouts): `{models.agent.model}` (temperature {models.agent.temperature})",
+        "- committee: " + ", ".join(f"`{m.model}`" for m in models.committee) +
+        f" — rule: {config.filter.rule}; environment check: {config.filter.use_env_check}", "",
+        "## Counts and cost", "",
+        "```json", json.dumps(stats, indent=2, default=str), "```", "",
+        "## History policy", "",
+        f"Each prompt shows the objective, the interaction history and the current observation. "
+        f"Past observations are cut to {policy.observation_chars} characters and the oldest "
+        f"steps are dropped beyond {policy.max_chars} characters of history (both marked in "
+        "the text). The same policy is used for `sft` rows and at inference.", "",
+        "## Prompts", "",
+        "Agent system message (`{action_space}` is the environment's action description):",
+        "```", SYSTEM_TEMPLATE, "```",
+        "Task generation:", "```", prompts.TASKGEN, "```",
+        "Backward construction, abstraction:", "```", prompts.ABSTRACTION, "```",
+        "Backward construction, summary (the answer is prefixed with "
+        f"`{prompts.SUMMARY_PREFIX}`):", "```", prompts.SUMMARY, "```",
+        "Committee:", "```", prompts.JUDGE, "```", "",
+        "## Generation config", "",
+        "```yaml", yaml.safe_dump(_public_config(config), sort_keys=False).strip(),
+        "```", "",
+        "## Licence of the sources", "",
+        SOURCE_LICENCES.get(config.env, "See the environment's documentation."),
+        "The synthesized text was written by the models above; check their terms of use.", "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""The synthesis configuration (``configs/<env>.yaml``), validated on load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lbi.agent.llm import LLMConfig
+from lbi.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelsConfig(_Strict):
+    """Which model plays which role."""
+
+    generator: LLMConfig = Field(default_factory=lambda: LLMConfig(
+        model="local/qwen2.5-coder-1.5b", temperature=0.7, max_tokens=400))
+    """Writes tasks from docs and instructions for trajectory spans (backward construction)."""
+    agent: LLMConfig = Field(default_factory=lambda: LLMConfig(model="local/qwen2.5-coder-1.5b"))
+    """Acts in the environment during rollouts."""
+    committee: list[LLMConfig] = Field(default_factory=lambda: [LLMConfig(
+        model="local/qwen2.5-coder-1.5b", max_tokens=200)])
+    """Judges each example on the four criteria."""
+
+
+class DocsConfig(_Strict):
+    max_docs: int | None = 20
+    """Use at most this many documents (chosen deterministically by id); None: all."""
+    seed: int = 0
+
+
+class TaskGenConfig(_Strict):
+    tasks_per_doc: int = Field(3, ge=1, le=20)
+    """N in the paper: tasks the generator proposes per document."""
+    dedup_similarity: float = Field(0.85, ge=0, le=1)
+    """Tasks at least this similar (difflib ratio, lower-cased) to an earlier one are dropped."""
+
+
+class RolloutConfig(_Strict):
+    step_limit: int = Field(8, ge=1)
+    episode_timeout_s: float = Field(300, gt=0)
+    """An episode still running after this long ends (termination ``time_limit``)."""
+    concurrency: int = Field(2, ge=1)
+    """Episodes run at once (each with its own environment instance)."""
+    max_tasks: int | None = None
+    """Roll out at most this many generated tasks (deterministic choice); None: all."""
+
+
+class BackwardConfig(_Strict):
+    kinds: list[Literal["abstraction", "summary"]] = ["abstraction", "summary"]
+    max_spans_per_trajectory: int = Field(6, ge=1)
+    """Spans kept per trajectory; with both kinds, each span gives two examples."""
+    bucket_weights: dict[Literal["short", "medium", "long"], float] = {
+        "short": 1.0, "medium": 1.0, "long": 1.0}
+    """Share of the kept spans from each length bucket: short (<5 steps), medium (5-9),
+    long (>=10). Spans are drawn round-robin over the buckets in proportion to these."""
+    seed: int = 0
+
+
+class FilterConfig(_Strict):
+    rule: Literal["unanimous", "majority"] = "unanimous"
+    use_env_check: bool = True
+    """Also require the environment's own check of the span (e.g. its last query ran)."""
+
+
+class DecontamConfig(_Strict):
+    ngram: int = Field(8, ge=2)
+    """Word n-gram size for the overlap check against evaluation tasks."""
+    max_overlap: float = Field(0.5, ge=0, le=1)
+    """Drop a synthesized instruction when this share of its n-grams occurs in an eval task."""
+
+
+class BudgetConfig(_Strict):
+    max_calls: int | None = 3000
+    max_cost: float | None = None
+    """USD, for priced providers."""
+    max_wall_s: float | None = None
+    """Stop starting new work after this many seconds; what finished is kept."""
+
+
+class SynthConfig(_Strict):
+    """Everything ``lbi synth`` needs; see configs/sql.yaml for a documented example."""
+
+    env: str
+    env_args: dict[str, Any] = {}
+    """Passed to the environment's constructor."""
+    output_dir: Path
+    models: ModelsConfig = ModelsConfig()
+    docs: DocsConfig = DocsConfig()
+    taskgen: TaskGenConfig = TaskGenConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    backward: BackwardConfig = BackwardConfig()
+    filter: FilterConfig = FilterConfig()
+    decontam: DecontamConfig = DecontamConfig()
+    budget: BudgetConfig = BudgetConfig()
+
+    @model_validator(mode="after")
+    def _known_env(self) -> SynthConfig:
+        from lbi.envs import ENVIRONMENTS
+
+        if self.env not in ENVIRONMENTS:
+            raise ValueError(f"unknown env {self.env!r}; available: {', '.join(ENVIRONMENTS)}")
+        return self
+
+
+def load_config(path: Path, overrides: dict[str, Any] | None = None) -> SynthConfig:
+    """Read and validate a YAML config; every problem is reported with its field path."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return SynthConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n".join(f"  {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigError(f"invalid config {path}:\n{problems}") from None

@@ -1,0 +1,98 @@
+"""The synthesized data as Hugging Face datasets, with a dataset card, optionally on the Hub.
+
+Three configs, each a ``DatasetDict`` with a ``train`` split, saved under ``<output>/dataset``:
+- ``trajectories``: every rollout (steps as a list of {observation, action, reasoning});
+- ``examples``: accepted examples (instruction, kind, span, steps, votes as a JSON string);
+- ``sft``: step-level conversations as OpenAI-style ``messages`` (ready for TRL's SFTTrainer).
+Nested records that vary in shape (LLM records, votes, env args) are JSON strings, so the Arrow
+schema stays simple and stable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from lbi.errors import LbiError
+from lbi.types import Example, Step, Trajectory
+
+log = logging.getLogger(__name__)
+
+CONFIGS = ("trajectories", "examples", "sft")
+
+
+def _steps(steps: list[Step]) -> list[dict[str, str]]:
+    return [{"observation": s.observation, "action": s.action, "reasoning": s.reasoning}
+            for s in steps]
+
+
+def trajectory_row(t: Trajectory) -> dict[str, Any]:
+    return {
+        "id": t.id, "env": t.task.env, "task_id": t.task.id, "instruction": t.task.instruction,
+        "origin": t.task.origin, "doc_id": t.task.doc_id or "",
+        "env_args": json.dumps(t.task.env_args), "steps": _steps(t.steps),
+        "final_observation": t.final_observation, "termination": t.termination or "",
+        "reward": t.reward, "error": t.error or "",
+        "llm_calls": json.dumps([s.llm.model_dump() if s.llm else None for s in t.steps]),
+        "provenance": json.dumps(t.provenance),
+    }
+
+
+def example_row(e: Example) -> dict[str, Any]:
+    return {
+        "id": e.id, "env": e.env, "instruction": e.instruction, "kind": e.kind,
+        "trajectory_id": e.trajectory_id, "span_start": e.span[0], "span_end": e.span[1],
+        "num_steps": len(e.steps), "env_args": json.dumps(e.env_args), "steps": _steps(e.steps),
+        "final_observation": e.final_observation,
+        "votes": json.dumps([v.model_dump() for v in e.votes]),
+        "provenance": json.dumps(e.provenance),
+    }
+
+
+def build_dataset(trajectories: list[dict], examples: list[dict], sft: list[dict]) -> dict:
+    """{config name: DatasetDict} from rows."""
+    from datasets import Dataset, DatasetDict
+
+    return {name: DatasetDict({"train": Dataset.from_list(rows)})
+            for name, rows in zip(CONFIGS, (trajectories, examples, sft), strict=True)}
+
+
+def save_dataset(dataset: dict, card: str, out: Path) -> Path:
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()  # small and fast; the pipeline shows its own progress
+    out.mkdir(parents=True, exist_ok=True)
+    for name, dd in dataset.items():
+        dd.save_to_disk(str(out / name))
+    (out / "README.md").write_text(card)
+    return out
+
+
+def load_dataset_dir(out: Path) -> dict:
+    """The configs saved by ``save_dataset``."""
+    from datasets import load_from_disk
+
+    return {name: load_from_disk(str(out / name)) for name in CONFIGS if (out / name).exists()}
+
+
+def push_to_hub(dataset_dir: Path, repo_id: str, private: bool = False) -> str:
+    """Upload every config and the card. Offline or unauthorized: one clear error, and the local
+    dataset stays where it is."""
+    try:
+        from huggingface_hub import HfApi
+
+        for name, dd in load_dataset_dir(dataset_dir).items():
+            dd.push_to_hub(repo_id, config_name=name, private=private)
+        HfApi().upload_file(path_or_fileobj=str(dataset_dir / "README.md"),
+                            path_in_repo="README.md", repo_id=repo_id, repo_type="dataset")
+    except Exception as exc:  # network, auth, offline mode: all end the same way for the user
+        raise LbiError(
+            f"push to the Hub as {repo_id} failed: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}\nThe dataset is kept at "
+            f"{dataset_dir}. Fix: log in (huggingface-cli login or HF_TOKEN), make sure the "
+            "Hub is reachable and HF_HUB_OFFLINE is unset, then run lbi synth again with "
+            "--push-to-hub (finished stages are not redone)."
+        ) from None
+    return f"https://huggingface.co/datasets/{repo_id}"

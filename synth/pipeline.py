@@ -1,0 +1,287 @@
+"""``lbi synth``: docs → tasks → rollouts → backward construction → filter → dataset.
+
+Every stage appends its results to a JSONL store in ``output_dir`` keyed by a content hash and
+skips what is already there, so a run killed at any moment resumes without losing or repeating
+finished work. Budgets (calls, cost, wall time) stop a run cleanly; progress bars per stage; a
+final stats table (also in ``stats.json`` and the dataset card).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lbi.agent.llm import LLM, Budget, LLMConfig
+from lbi.agent.loop import Agent, AgentConfig, ChatModel
+from lbi.envs import get_env_info
+from lbi.envs.base import Environment
+from lbi.errors import BudgetExceeded
+from lbi.synth import backward, export, taskgen
+from lbi.synth.card import dataset_card
+from lbi.synth.config import SynthConfig
+from lbi.synth.decontam import Decontaminator
+from lbi.synth.filter import Judgement, filter_example
+from lbi.synth.sft import step_conversations
+from lbi.synth.store import JsonlStore, write_json
+from lbi.types import Document, Example, Task, Trajectory
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class BackwardFailure(BaseModel):
+    """A span whose instruction could not be written (kept so that reruns skip it)."""
+
+    id: str
+    error: str
+
+
+class Synthesis:
+    """One synthesis run over ``config``; call ``run()``."""
+
+    def __init__(self, config: SynthConfig, console: Console | None = None,
+                 make_model: Callable[[LLMConfig, Budget], ChatModel] = LLM) -> None:
+        """``make_model`` builds each role's model (tests pass scripted ones)."""
+        self.config = config
+        self.make_model = make_model
+        self.out = config.output_dir
+        self.console = console or Console()
+        self.budget = Budget(config.budget.max_calls, config.budget.max_cost)
+        self.deadline = (time.monotonic() + config.budget.max_wall_s
+                         if config.budget.max_wall_s else None)
+        self.env_info = get_env_info(config.env)
+        self._envs = threading.local()
+        self._all_envs: list[Environment] = []
+        self._envs_lock = threading.Lock()
+        self.stats: dict[str, Any] = {"stages": {}}
+        self.started = time.perf_counter()
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def env(self) -> Environment:
+        """This thread's environment instance (environments are not shared between threads)."""
+        if not hasattr(self._envs, "env"):
+            self._envs.env = self.env_info.create(**self.config.env_args)
+            with self._envs_lock:
+                self._all_envs.append(self._envs.env)
+        return self._envs.env
+
+    def _check_time(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise BudgetExceeded(f"time budget used up ({self.config.budget.max_wall_s:g}s). "
+                                 "Finished work is saved; rerun (or raise max_wall_s) to go on.")
+
+    def _parallel(self, items: list[T], fn: Callable[[T], object], description: str) -> None:
+        """Run ``fn`` over ``items`` on a bounded pool with a progress bar; stops at a budget."""
+        if not items:
+            return
+        workers = self.config.rollout.concurrency
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn()]
+
+        def job(item: T) -> None:
+            self._check_time()
+            fn(item)
+
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            bar = progress.add_task(description, total=len(items))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                pending = {pool.submit(job, item) for item in items}
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        if future.exception() is not None:
+                            for other in pending:
+                                other.cancel()
+                            raise future.exception()  # type: ignore[misc]
+                        progress.advance(bar)
+
+    def _stage(self, name: str, budget: Budget, started: float, **counts: Any) -> None:
+        self.stats["stages"][name] = {**counts, **budget.summary(),
+                                      "wall_s": round(time.perf_counter() - started, 1)}
+
+    # ---- stages -------------------------------------------------------------------------------
+    def documents(self) -> list[Document]:
+        store = JsonlStore(self.out / "docs.jsonl", Document)
+        done = self.out / "docs.done"
+        if not done.exists():
+            with self.console.status("reading the documentation…"):
+                chosen = taskgen.select_documents(list(self.env().docs()),
+                                                  self.config.docs.max_docs,
+                                                  self.config.docs.seed)
+            for doc in chosen:
+                store.append(doc)
+            done.write_text(f"{len(store)}\n")
+        return sorted(store, key=lambda d: d.id)
+
+    def tasks(self, docs: list[Document], decontam: Decontaminator) -> list[Task]:
+        started, budget = time.perf_counter(), Budget(parent=self.budget)
+        store = JsonlStore(self.out / "taskgen.jsonl", taskgen.TaskGenRecord)
+        llm = self.make_model(self.config.models.generator, budget)
+        contexts = self.env().task_contexts()
+        n = self.config.taskgen.tasks_per_doc
+
+        def generate(doc: Document) -> None:
+            store.append(taskgen.generate_for_document(
+                llm, self.env(), doc, n, taskgen.context_for(doc, contexts)))
+
+        self._parallel([d for d in docs if d.id not in store], generate, "tasks from docs")
+        records = [store.get(d.id) for d in docs if d.id in store]
+        generated = taskgen.tasks_from_records([r for r in records if r], self.config.env)
+        unique, duplicates = taskgen.dedupe(generated, self.config.taskgen.dedup_similarity)
+        clean = [t for t in unique if not decontam.instruction_reason(t.instruction)]
+        chosen = clean
+        if self.config.rollout.max_tasks is not None and len(clean) > self.config.rollout.max_tasks:
+            chosen = sorted(random.Random(self.config.docs.seed)
+                            .sample(clean, self.config.rollout.max_tasks), key=lambda t: t.id)
+        write_json(self.out / "tasks.json", [t.model_dump() for t in chosen])
+        self._stage("taskgen", budget, started, documents=len(docs),
+                    failed_documents=sum(1 for r in records if r and r.error),
+                    tasks_generated=len(generated), near_duplicates=duplicates,
+                    contaminated=len(unique) - len(clean), tasks_kept=len(chosen))
+        return chosen
+
+    def rollouts(self, tasks: list[Task]) -> list[Trajectory]:
+        started, budget = time.perf_counter(), Budget(parent=self.budget)
+        store = JsonlStore(self.out / "trajectories.jsonl", Trajectory)
+        llm = self.make_model(self.config.models.agent, budget)
+        rc = self.config.rollout
+        agent_config = AgentConfig(step_limit=rc.step_limit, episode_timeout_s=rc.episode_timeout_s)
+
+        def roll(task: Task) -> None:
+            traj = Agent(llm, self.env(), agent_config).run(task)
+            store.append(traj)
+
+        ids = {t.id: Agent.trajectory_id(t, llm.name, self.config.env) for t in tasks}
+        self._parallel([t for t in tasks if ids[t.id] not in store], roll, "rollouts")
+        trajectories = [store.get(ids[t.id]) for t in tasks if ids[t.id] in store]
+        done = [t for t in trajectories if t is not None]
+        self._stage("rollouts", budget, started, trajectories=len(done),
+                    steps=sum(len(t.steps) for t in done),
+                    terminations=dict(Counter(t.termination for t in done)))
+        return done
+
+    def examples(self, trajectories: list[Trajectory]) -> list[Example]:
+        started, budget = time.perf_counter(), Budget(parent=self.budget)
+        store = JsonlStore(self.out / "examples.jsonl", Example)
+        failures = JsonlStore(self.out / "backward_failures.jsonl", BackwardFailure)
+        llm = self.make_model(self.config.models.generator, budget)
+        bc = self.config.backward
+        jobs: list[tuple[Trajectory, tuple[int, int], Any, str]] = []
+        repeated = spans = 0
+        for traj in sorted(trajectories, key=lambda t: t.id):
+            cleaned, removed = backward.drop_repeated_steps(traj)
+            repeated += removed
+            chosen = backward.select_spans(len(cleaned.steps), bc.max_spans_per_trajectory,
+                                           bc.bucket_weights, f"{bc.seed}:{traj.id}")
+            spans += len(chosen)
+            for span in chosen:
+                for kind in bc.kinds:
+                    key = backward.example_id(cleaned, span, kind)
+                    jobs.append((cleaned, span, kind, key))
+
+        def build(job: tuple[Trajectory, tuple[int, int], Any, str]) -> None:
+            traj, span, kind, key = job
+            result = backward.construct(llm, traj, span, kind)
+            if isinstance(result, str):
+                failures.append(BackwardFailure(id=key, error=result))
+            else:
+                store.append(result)
+
+        todo = [j for j in jobs if j[3] not in store and j[3] not in failures]
+        self._parallel(todo, build, "backward construction")
+        examples = [e for j in jobs if (e := store.get(j[3])) is not None]
+        self._stage("backward", budget, started, repeated_steps_removed=repeated,
+                    spans_selected=spans, examples_constructed=len(examples),
+                    failed=sum(1 for j in jobs if j[3] in failures))
+        return examples
+
+    def judgements(self, examples: list[Example],
+                   decontam: Decontaminator) -> dict[str, Judgement]:
+        started, budget = time.perf_counter(), Budget(parent=self.budget)
+        store = JsonlStore(self.out / "judgements.jsonl", Judgement)
+        committee = [self.make_model(c, budget) for c in self.config.models.committee]
+        fc = self.config.filter
+
+        def decide(example: Example) -> None:
+            if reason := decontam.example_reason(example):
+                store.append(Judgement(id=example.id, accepted=False, votes=[],
+                                       rejected_by="decontamination", reason=reason))
+                return
+            store.append(filter_example(committee, self.env(), example, fc.rule,
+                                        fc.use_env_check))
+
+        self._parallel([e for e in examples if e.id not in store], decide, "committee filter")
+        result = {e.id: j for e in examples if (j := store.get(e.id)) is not None}
+        rejected = Counter(j.rejected_by for j in result.values() if not j.accepted)
+        self._stage("filter", budget, started, judged=len(result),
+                    accepted=sum(j.accepted for j in result.values()),
+                    rejected_decontamination=rejected["decontamination"],
+                    rejected_env_check=rejected["env_check"],
+                    rejected_committee=rejected["committee"])
+        return result
+
+    def export(self, trajectories: list[Trajectory], examples: list[Example],
+               judgements: dict[str, Judgement]) -> Path:
+        action_space = self.env().action_space
+        accepted = [e.model_copy(update={"votes": judgements[e.id].votes}) for e in examples
+                    if e.id in judgements and judgements[e.id].accepted]
+        sft_rows = [{"id": f"{e.id}-{k}", "example_id": e.id, "kind": e.kind, "messages": m}
+                    for e in accepted for k, m in enumerate(step_conversations(e, action_space))]
+        counts = {"trajectories": len(trajectories), "examples": len(accepted),
+                  "sft": len(sft_rows)}
+        self._summarize(counts)
+        dataset = export.build_dataset([export.trajectory_row(t) for t in trajectories],
+                                       [export.example_row(e) for e in accepted], sft_rows)
+        card = dataset_card(self.config, self.stats, counts)
+        return export.save_dataset(dataset, card, self.out / "dataset")
+
+    # ---- the run ------------------------------------------------------------------------------
+    def run(self) -> Path:
+        """All stages; returns the dataset folder. Budget exhaustion propagates after saving."""
+        try:
+            eval_tasks = self.env().benchmark_tasks()
+            decontam = Decontaminator(eval_tasks, self.config.decontam.ngram,
+                                      self.config.decontam.max_overlap)
+            docs = self.documents()
+            tasks = self.tasks(docs, decontam)
+            trajectories = self.rollouts(tasks)
+            examples = self.examples(trajectories)
+            judgements = self.judgements(examples, decontam)
+            path = self.export(trajectories, examples, judgements)
+        finally:
+            self.stats["wall_s"] = round(time.perf_counter() - self.started, 1)
+            write_json(self.out / "stats.json", self.stats)
+            for env in self._all_envs:
+                env.close()
+        return path
+
+    def _summarize(self, counts: dict[str, int]) -> None:
+        wall = time.perf_counter() - self.started
+        total = self.budget.summary()
+        self.stats.update({
+            "counts": counts, "llm_total": total, "wall_s": round(wall, 1),
+            "calls_per_accepted_example": (round(total["calls"] / counts["examples"], 2)
+                                           if counts["examples"] else None),
+            "llm_wait_share": round(total["llm_seconds"] / wall, 3) if wall else None,
+        })
+
+
+def stats_rows(stats: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    """(metric, value) rows for the final table."""
+    for stage, values in stats.get("stages", {}).items():
+        for key, value in values.items():
+            yield f"{stage}.{key}", str(value)
+    for key in ("counts", "llm_total", "calls_per_accepted_example", "llm_wait_share", "wall_s"):
+        if key in stats:
+            yield key, str(stats[key])

@@ -1,0 +1,92 @@
+"""Stage 1: tasks from documentation (self-instruct, PAPER.md §1)."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import random
+
+from pydantic import BaseModel
+
+from lbi.agent.llm import LLMCallFailed
+from lbi.agent.loop import ChatModel
+from lbi.envs.base import Environment, TaskContext
+from lbi.synth.prompts import TASKGEN, TASKS_SCHEMA, json_format, parse_tasks
+from lbi.types import Document, LLMCall, Task, content_id
+
+log = logging.getLogger(__name__)
+
+
+class TaskGenRecord(BaseModel):
+    """What the generator proposed for one document (the resume unit of this stage)."""
+
+    id: str
+    """The document id."""
+    env_args: dict
+    raw: str = ""
+    tasks: list[str] = []
+    error: str | None = None
+    llm: LLMCall | None = None
+
+
+def select_documents(docs: list[Document], max_docs: int | None, seed: int) -> list[Document]:
+    """A deterministic sample of documents (all of them when ``max_docs`` is None)."""
+    docs = sorted(docs, key=lambda d: d.id)
+    if max_docs is None or max_docs >= len(docs):
+        return docs
+    return sorted(random.Random(seed).sample(docs, max_docs), key=lambda d: d.id)
+
+
+def context_for(doc: Document, contexts: list[TaskContext]) -> TaskContext | None:
+    """The environment set-up a document's tasks target, chosen by the document id (stable)."""
+    if not contexts:
+        return None
+    return contexts[int(doc.id, 16) % len(contexts)]
+
+
+def generate_for_document(llm: ChatModel, env: Environment, doc: Document, n: int,
+                          context: TaskContext | None) -> TaskGenRecord:
+    """Ask the generator for ``n`` tasks based on ``doc``; failures are recorded, not raised."""
+    prompt = TASKGEN.format(
+        env=env.name, title=doc.title, doc=doc.text, n=n,
+        context=(f"The tasks will be done here:\n{context.description}" if context else ""),
+    )
+    env_args = context.env_args if context else {}
+    try:
+        out = llm.complete([{"role": "user", "content": prompt}],
+                           response_format=json_format(TASKS_SCHEMA))
+    except LLMCallFailed as exc:
+        return TaskGenRecord(id=doc.id, env_args=env_args, error=str(exc))
+    tasks = parse_tasks(out.text)[:n]
+    return TaskGenRecord(id=doc.id, env_args=env_args, raw=out.text, tasks=tasks, llm=out.call,
+                         error=None if tasks else "no task could be parsed")
+
+
+def dedupe(tasks: list[Task], threshold: float) -> tuple[list[Task], int]:
+    """Drop tasks whose instruction is near-identical to an earlier one; returns (kept, dropped)."""
+    kept: list[Task] = []
+    seen: list[str] = []
+    for task in tasks:
+        text = " ".join(task.instruction.lower().split())
+        matcher = difflib.SequenceMatcher(a=text, autojunk=False)
+        duplicate = False
+        for other in seen:
+            matcher.set_seq2(other)
+            if matcher.real_quick_ratio() >= threshold and matcher.ratio() >= threshold:
+                duplicate = True
+                break
+        if not duplicate:
+            kept.append(task)
+            seen.append(text)
+    return kept, len(tasks) - len(kept)
+
+
+def tasks_from_records(records: list[TaskGenRecord], env_name: str) -> list[Task]:
+    """Tasks (origin ``doc``) from the generator's records, in a stable order."""
+    tasks = []
+    for rec in sorted(records, key=lambda r: r.id):
+        for text in rec.tasks:
+            tasks.append(Task(id=content_id(rec.id, rec.env_args, text), env=env_name,
+                              instruction=text, origin="doc", doc_id=rec.id,
+                              env_args=rec.env_args))
+    return tasks

@@ -1,0 +1,291 @@
+"""Synthesis: span selection, filters, decontamination, stores, and whole runs on the real SQL env
+(scripted models in-process; real litellm mock responses in a subprocess for kill -9 / resume)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lbi.agent.scripted import ScriptedLLM
+from lbi.errors import ConfigError, LbiError
+from lbi.synth import backward
+from lbi.synth.config import SynthConfig, load_config
+from lbi.synth.decontam import Decontaminator
+from lbi.synth.export import load_dataset_dir, push_to_hub
+from lbi.synth.pipeline import Synthesis
+from lbi.synth.prompts import parse_judgement, parse_tasks
+from lbi.synth.store import JsonlStore
+from lbi.synth.taskgen import dedupe
+from lbi.types import Step, Task, Trajectory
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _traj(actions: list[str], observations: list[str]) -> Trajectory:
+    task = Task(id="t", env="sql", instruction="i", origin="doc", env_args={"db": "pets_1"})
+    steps = [Step(observation=o, action=a) for o, a in zip(observations, actions, strict=False)]
+    return Trajectory(id="x", task=task, steps=steps, final_observation=observations[-1])
+
+
+# ---- backward construction ---------------------------------------------------------------------
+
+def test_all_spans_are_enumerated():
+    assert len(backward.all_spans(4)) == 10 == 4 * 5 // 2
+    assert backward.all_spans(2) == [(0, 1), (0, 2), (1, 2)]
+
+
+def test_span_selection_is_capped_bucketed_and_deterministic():
+    weights = {"short": 1.0, "medium": 1.0, "long": 1.0}
+    spans = backward.select_spans(12, 6, weights, "seed")
+    assert spans == backward.select_spans(12, 6, weights, "seed")
+    assert spans != backward.select_spans(12, 6, weights, "other seed")
+    assert len(spans) == 6 and all(0 <= i < j <= 12 for i, j in spans)
+    buckets = [backward.bucket_of(j - i) for i, j in spans]
+    assert buckets.count("short") == buckets.count("medium") == buckets.count("long") == 2
+    assert len(backward.select_spans(3, 100, weights, "s")) == 6  # every span when under the cap
+    only_short = backward.select_spans(12, 5, {"short": 1, "medium": 0, "long": 0}, "s")
+    assert all(j - i < 5 for i, j in only_short)
+
+
+def test_repeated_steps_are_dropped():
+    traj = _traj(["A", "B", "B", "C"], ["o0", "o1", "o2", "o2", "o3"])  # 2nd B changed nothing
+    cleaned, removed = backward.drop_repeated_steps(traj)
+    assert removed == 1 and [s.action for s in cleaned.steps] == ["A", "B", "C"]
+    assert cleaned.observations == ["o0", "o1", "o2", "o3"]
+    same_action_new_result = _traj(["B", "B"], ["o0", "o1", "o2"])
+    assert backward.drop_repeated_steps(same_action_new_result)[1] == 0
+
+
+# ---- parsing, dedupe, decontamination, stores --------------------------------------------------
+
+def test_task_and_judgement_parsing_is_lenient():
+    assert parse_tasks('```json\n{"tasks": ["List all pet types", "Count the students"]}\n```') \
+        == ["List all pet types", "Count the students"]
+    assert parse_tasks("Here:\n1. List all pet types\n2) Count the students\n- x") == [
+        "List all pet types", "Count the students"]
+    criteria, reason = parse_judgement(
+        'Sure: {"aligned": true, "coherent": "yes", "natural": false, "reason": "odd"}')
+    assert criteria == {"aligned": True, "coherent": True, "natural": False,
+                        "reasonable": False} and reason == "odd"
+    with pytest.raises(ValueError):
+        parse_judgement("looks fine to me")
+
+
+def test_near_duplicate_tasks_are_dropped():
+    tasks = [Task(id=str(k), env="sql", instruction=text, origin="doc") for k, text in
+             enumerate(["Count the pets.", "count the  pets", "List the students."])]
+    kept, dropped = dedupe(tasks, 0.85)
+    assert [t.id for t in kept] == ["0", "2"] and dropped == 1
+
+
+def test_decontamination_catches_exact_ngram_and_gold_action():
+    gold = Task(id="g", env="sql", origin="benchmark",
+                instruction="Find the number of dog pets that are raised by female students.",
+                gold="SELECT count(*) FROM student")
+    d = Decontaminator([gold], ngram=4, max_overlap=0.5)
+    assert d.instruction_reason("find the number of dog pets that are raised by female "
+                                "students") == "exact match with an evaluation instruction"
+    assert "4-grams" in d.instruction_reason("Please find the number of dog pets that are "
+                                             "raised by female students today")
+    assert d.instruction_reason("List every museum opened after 2009.") is None
+    traj = _traj(["submit select COUNT(*)  from student;"], ["o0", "o1"])
+    example = backward.Example(id="e", instruction="Count them all", kind="abstraction",
+                               env="sql", trajectory_id="x", span=(0, 1), steps=traj.steps,
+                               final_observation="o1")
+    assert "gold action" in d.example_reason(example)
+
+
+def test_store_survives_a_torn_last_line_and_never_duplicates(tmp_path):
+    path = tmp_path / "s.jsonl"
+    store = JsonlStore(path, Task)
+    first = Task(id="a", env="sql", instruction="one", origin="user")
+    assert store.append(first) and not store.append(first)
+    with open(path, "a") as fh:
+        fh.write('{"id": "b", "env": "sql", "instr')  # kill -9 in the middle of a write
+    reopened = JsonlStore(path, Task)
+    assert [t.id for t in reopened] == ["a"] and reopened.skipped_lines == 1
+    reopened.append(Task(id="c", env="sql", instruction="two", origin="user"))
+    assert [t.id for t in JsonlStore(path, Task)] == ["a", "c"]
+
+
+# ---- configs -----------------------------------------------------------------------------------
+
+def test_every_shipped_synthesis_config_validates():
+    configs = sorted((ROOT / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        assert isinstance(load_config(path), SynthConfig)
+
+
+def test_bad_config_names_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: sql\noutput_dir: out\nrollout: {step_limit: 0, concurency: 2}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert "rollout.step_limit" in str(err.value) and "rollout.concurency" in str(err.value)
+    bad.write_text("env: nowhere\noutput_dir: out\n")
+    with pytest.raises(ConfigError, match="unknown env"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+# ---- whole runs --------------------------------------------------------------------------------
+
+def _responder(role: str):
+    def respond(messages):
+        prompt = messages[-1]["content"]
+        if role == "generator" and "give 2 different tasks" in prompt:
+            title = re.search(r"=== DOCUMENTATION: (.*) ===", prompt).group(1)
+            return json.dumps({"tasks": [f"Count the rows of each table ({title})",
+                                         f"List the column names of every table ({title})"]})
+        if role == "generator":
+            kind = "summary" if "Summarize" in prompt else "abstraction"
+            return f"A {kind} instruction about {len(prompt)} characters of trajectory"
+        if role == "agent":
+            step = prompt.count("\nACTION: ")
+            return ("REASON: look\nACTION: SELECT name FROM sqlite_master" if step == 0 else
+                    "REASON: again\nACTION: SELECT count(*) AS n FROM sqlite_master" if step == 1
+                    else "REASON: done\nACTION: stop")
+        verdict = "Replicate the following" not in prompt  # this judge rejects summaries
+        return json.dumps({c: verdict for c in ("aligned", "coherent", "natural", "reasonable")}
+                          | {"reason": "ok" if verdict else "too literal"})
+    return respond
+
+
+def _scripted_factory(calls: list[str]):
+    def make(config, budget):
+        role = config.model.split("/")[1]
+        def counted(messages, role=role):
+            calls.append(role)
+            return _responder(role)(messages)
+        return ScriptedLLM(counted, name=config.model, budget=budget)
+    return make
+
+
+def _config(tmp_path) -> SynthConfig:
+    return SynthConfig.model_validate({
+        "env": "sql", "output_dir": str(tmp_path / "out"),
+        "models": {"generator": {"model": "scripted/generator"},
+                   "agent": {"model": "scripted/agent"},
+                   "committee": [{"model": "scripted/judge"}]},
+        "docs": {"max_docs": 3}, "taskgen": {"tasks_per_doc": 2},
+        "rollout": {"step_limit": 4, "max_tasks": 4},
+        "backward": {"max_spans_per_trajectory": 3},
+    })
+
+
+def test_pipeline_end_to_end_with_scripted_models_then_resumes_with_no_calls(tmp_path):
+    calls: list[str] = []
+    config = _config(tmp_path)
+    path = Synthesis(config, make_model=_scripted_factory(calls)).run()
+    stats = json.loads((config.output_dir / "stats.json").read_text())
+    st = stats["stages"]
+    assert st["taskgen"]["documents"] == 3 and st["taskgen"]["tasks_generated"] == 6
+    assert st["rollouts"]["trajectories"] == 4 and calls.count("agent") == 4 * 3
+    assert st["rollouts"]["terminations"] == {"stop": 4}
+    assert st["backward"]["spans_selected"] == 12 and st["backward"]["examples_constructed"] == 24
+    assert st["filter"]["rejected_committee"] == 12 and st["filter"]["accepted"] == 12
+
+    data = load_dataset_dir(path)
+    assert data["trajectories"]["train"].num_rows == 4
+    examples = data["examples"]["train"]
+    assert examples.num_rows == 12 and set(examples["kind"]) == {"abstraction"}
+    assert all(json.loads(v)[0]["accept"] for v in examples["votes"])
+    sft = data["sft"]["train"]
+    assert sft.num_rows == sum(examples["num_steps"])
+    messages = sft[0]["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+    assert messages[2]["content"].startswith("REASON: ") and "\nACTION: " in messages[2]["content"]
+    card = (path / "README.md").read_text()
+    assert "Replicate the following" in card and "scripted/judge" in card and "configs:" in card
+
+    before = len(calls)
+    Synthesis(config, make_model=_scripted_factory(calls)).run()
+    assert len(calls) == before  # everything was already done
+
+
+def test_push_to_hub_offline_fails_clearly_and_keeps_the_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = _config(tmp_path)
+    path = Synthesis(config, make_model=_scripted_factory([])).run()
+    with pytest.raises(LbiError, match="kept at"):
+        push_to_hub(path, "someone/lbi-sql")
+    assert load_dataset_dir(path)["examples"]["train"].num_rows == 12
+
+
+def _mock_config(tmp_path: Path) -> Path:
+    def role(text: str, delay: float) -> dict:
+        return {"model": "openai/gpt-4o-mini", "extra": {"mock_response": text,
+                                                         "mock_delay": delay}}
+    config = {
+        "env": "sql", "output_dir": str(tmp_path / "out"),
+        "models": {
+            "generator": role('{"tasks": ["Count the rows of every table in this database", '
+                              '"Show the first row of the largest table"]}', 0.02),
+            "agent": role("REASON: look\nACTION: SELECT name FROM sqlite_master", 0.05),
+            "committee": [role('{"aligned": true, "coherent": true, "natural": true, '
+                               '"reasonable": true, "reason": "fine"}', 0.02)],
+        },
+        "docs": {"max_docs": 6}, "taskgen": {"tasks_per_doc": 2},
+        "rollout": {"step_limit": 3, "concurrency": 2},
+        "backward": {"max_spans_per_trajectory": 2},
+    }
+    path = tmp_path / "mock.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _synth(config: Path, cache: Path) -> subprocess.Popen:
+    env = {**os.environ, "OPENAI_API_KEY": "sk-mock", "LBI_CACHE_DIR": str(cache)}
+    return subprocess.Popen(["lbi", "synth", "--config", str(config)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _jsonl_ids(path: Path) -> list[str]:
+    ids = []
+    for line in path.read_text().splitlines():
+        try:
+            ids.append(json.loads(line)["id"])
+        except ValueError:
+            continue  # a torn line from the kill
+    return ids
+
+
+def test_kill_9_at_any_stage_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
+    reference = _mock_config(tmp_path / "ref")
+    assert _synth(reference, tmp_path / "ref-cache").wait(timeout=300) == 0
+    ref_out = tmp_path / "ref" / "out"
+
+    config = _mock_config(tmp_path / "run")
+    out = tmp_path / "run" / "out"
+    for stage_file in ("taskgen.jsonl", "trajectories.jsonl", "examples.jsonl",
+                       "judgements.jsonl"):
+        proc = _synth(config, tmp_path / "cache")
+        deadline = time.monotonic() + 120
+        while not (out / stage_file).exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, f"{stage_file} never appeared"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # kill -9, mid-stage
+        proc.wait()
+    final = _synth(config, tmp_path / "cache")
+    output = final.communicate(timeout=300)[0]
+    assert final.returncode == 0, output
+
+    for name in ("taskgen.jsonl", "trajectories.jsonl", "examples.jsonl", "judgements.jsonl"):
+        ids = _jsonl_ids(out / name)
+        assert len(ids) == len(set(ids)), f"duplicates in {name}"
+        assert set(ids) == set(_jsonl_ids(ref_out / name)), f"{name} differs from a clean run"
+    resumed = load_dataset_dir(out / "dataset")
+    clean = load_dataset_dir(ref_out / "dataset")
+    for name in ("trajectories", "examples", "sft"):
+        assert sorted(resumed[name]["train"]["id"]) == sorted(clean[name]["train"]["id"])
