@@ -66,6 +66,8 @@ class LLMConfig(BaseModel):
     draw fresh samples at temperature > 0."""
     n_ctx: int = 8192
     """Context window for local models (llama.cpp)."""
+    max_concurrency: int = 8
+    """Requests in flight at once to this endpoint (model + api_base), across all threads."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Passed through to ``litellm.completion`` (e.g. ``top_p``). Never put API keys here."""
 
@@ -178,6 +180,17 @@ def cache_dir() -> Path:
 
 
 _caches: dict[Path, diskcache.Cache] = {}
+_slots: dict[tuple[str, str | None], threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+def _endpoint_slots(config: LLMConfig) -> threading.BoundedSemaphore:
+    """The semaphore that bounds concurrent requests to one endpoint."""
+    key = (config.model, config.api_base)
+    with _slots_lock:
+        if key not in _slots:
+            _slots[key] = threading.BoundedSemaphore(config.max_concurrency)
+        return _slots[key]
 
 
 def _cache() -> diskcache.Cache:
@@ -216,6 +229,7 @@ class LLM:
         validate_model(config)
         self.config = config
         self.budget = budget or Budget()
+        self._slots = _endpoint_slots(config)
 
     @property
     def name(self) -> str:
@@ -298,9 +312,11 @@ class LLM:
             self.budget.check()
             if hit := self._cached(key):
                 return hit
-            started = time.perf_counter()
             try:
-                return self._record(litellm.completion(**kwargs), started, attempt, key)
+                with self._slots:
+                    started = time.perf_counter()
+                    response = litellm.completion(**kwargs)
+                return self._record(response, started, attempt, key)
             except Exception as exc:
                 time.sleep(self._on_error(exc, attempt))
         raise AssertionError("unreachable")
@@ -313,9 +329,14 @@ class LLM:
             self.budget.check()
             if hit := self._cached(key):
                 return hit
-            started = time.perf_counter()
             try:
-                return self._record(await litellm.acompletion(**kwargs), started, attempt, key)
+                await asyncio.to_thread(self._slots.acquire)
+                try:
+                    started = time.perf_counter()
+                    response = await litellm.acompletion(**kwargs)
+                finally:
+                    self._slots.release()
+                return self._record(response, started, attempt, key)
             except Exception as exc:
                 await asyncio.sleep(self._on_error(exc, attempt))
         raise AssertionError("unreachable")

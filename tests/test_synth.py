@@ -239,6 +239,7 @@ def _mock_config(tmp_path: Path) -> Path:
         "rollout": {"step_limit": 3, "concurrency": 2},
         "backward": {"max_spans_per_trajectory": 2},
     }
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "mock.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
