@@ -26,7 +26,7 @@ from lbi.agent.llm import LLM, Budget, LLMConfig
 from lbi.agent.loop import Agent, AgentConfig, ChatModel
 from lbi.envs import get_env_info
 from lbi.envs.base import Environment
-from lbi.errors import BudgetExceeded
+from lbi.errors import BudgetExceeded, ConfigError
 from lbi.synth import backward, export, taskgen
 from lbi.synth.card import dataset_card
 from lbi.synth.config import SynthConfig
@@ -114,6 +114,10 @@ class Synthesis:
     def documents(self) -> list[Document]:
         store = JsonlStore(self.out / "docs.jsonl", Document)
         done = self.out / "docs.done"
+        settings = self.config.docs.model_dump_json()
+        if done.exists() and done.read_text() != settings:
+            raise ConfigError(f"{self.out} was started with other docs settings "
+                              f"({done.read_text()}); use a new output_dir or restore them.")
         if not done.exists():
             with self.console.status("reading the documentation…"):
                 chosen = taskgen.select_documents(list(self.env().docs()),
@@ -121,7 +125,7 @@ class Synthesis:
                                                   self.config.docs.seed)
             for doc in chosen:
                 store.append(doc)
-            done.write_text(f"{len(store)}\n")
+            done.write_text(settings)
         return sorted(store, key=lambda d: d.id)
 
     def tasks(self, docs: list[Document], decontam: Decontaminator) -> list[Task]:

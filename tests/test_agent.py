@@ -50,7 +50,7 @@ def test_prompt_layout_follows_the_paper(env, task):
     Agent(model, env, reference=lambda *_: "EXAMPLE 1 ...").run(task)
     system, user = model.seen[0]
     assert system["role"] == "system" and "REASON:" in system["content"]
-    assert "submit <SQL query>" in system["content"]  # the env's action space
+    assert "submit SELECT ..." in system["content"]  # the env's action space
     headers = ["## Additional information for reference", "## Objective",
                "## Interaction history", "## Current observation"]
     positions = [user["content"].index(h) for h in headers]

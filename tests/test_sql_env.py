@@ -74,6 +74,15 @@ def test_every_gold_task_scores_1_with_its_gold_query(env):
         assert env.evaluate() == 1.0, task.id
 
 
+def test_a_failing_submit_submits_nothing(env):
+    task = env.benchmark_tasks()[1]
+    env.reset(task)
+    obs, done = env.step("submit SELECT nope FROM pets")
+    assert not done and obs.startswith("Error:") and "nothing was submitted" in obs
+    obs, done = env.step(f"submit {task.gold}")
+    assert done and env.evaluate() == 1.0
+
+
 def test_errors_are_observations_and_the_episode_goes_on(env):
     env.reset(Task(id="x", env="sql", instruction="?", origin="user", env_args={"db": "pets_1"}))
     obs, done = env.step("SELECT nope FROM Pets")

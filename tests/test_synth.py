@@ -212,6 +212,10 @@ def test_pipeline_end_to_end_with_scripted_models_then_resumes_with_no_calls(tmp
     Synthesis(config, make_model=_scripted_factory(calls)).run()
     assert len(calls) == before  # everything was already done
 
+    changed = config.model_copy(update={"docs": config.docs.model_copy(update={"max_docs": 5})})
+    with pytest.raises(ConfigError, match="other docs settings"):
+        Synthesis(changed, make_model=_scripted_factory(calls)).run()
+
 
 def test_push_to_hub_offline_fails_clearly_and_keeps_the_data(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -2,7 +2,8 @@
 
 Actions (one per step):
 - ``<SQL statement>``: run it; the observation is the result table (truncated) or the error.
-- ``submit <SQL>``: run it as the final answer and end the episode.
+- ``submit <SQL>``: run it as the final answer and end the episode (a failing query ends
+  nothing: the error is the observation).
 - ``stop``: end the episode; the answer is the result of the last query that ran without error.
 
 Reward: execution match of the answer's rows against the gold query's rows (order-insensitive
@@ -27,11 +28,12 @@ from lbi.types import Document, Step, Task
 ACTION_SPACE = (
     "You interact with a SQLite database. Each ACTION is exactly one of:\n"
     "- a single SQL statement, e.g. `SELECT name FROM sqlite_master WHERE type = 'table'`; "
-    "you see its result rows or the error;"
-    """
-- `submit <SQL query>`: run the query as your final answer and finish;
-- `stop`: finish; the result of your last successful query is your answer.
-Explore the tables first when unsure, then submit the query that answers the objective."""
+    "you see its result rows or the error;\n"
+    "- `submit SELECT ...`: run that query as your final answer and finish (if it fails, you "
+    "see the error and can try again);\n"
+    "- `stop`: finish; the result of your last successful query is your answer.\n"
+    "Use only the tables and columns of the schema. Explore the data first when unsure, then "
+    "submit the query that answers the objective."
 )
 
 _DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
@@ -97,7 +99,9 @@ class SQLEnv:
         if lowered in {"stop", "submit", "exit"}:
             return "Episode finished.", True
         if lowered.startswith("submit"):
-            observation, _ = self._execute(action[len("submit"):].strip())
+            observation, ok = self._execute(action[len("submit"):].strip())
+            if not ok:
+                return f"{observation}\nThe query failed, so nothing was submitted.", False
             return f"{observation}\nAnswer submitted. Episode finished.", True
         return self._execute(action)[0], False
 
