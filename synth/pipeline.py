@@ -251,6 +251,16 @@ class Synthesis:
         return export.save_dataset(dataset, card, self.out / "dataset")
 
     # ---- the run ------------------------------------------------------------------------------
+    def plan(self, num_docs: int) -> dict[str, int]:
+        """Upper bounds on the LLM calls of each stage, known before any call is made."""
+        c = self.config
+        tasks = num_docs * c.taskgen.tasks_per_doc
+        if c.rollout.max_tasks is not None:
+            tasks = min(tasks, c.rollout.max_tasks)
+        examples = tasks * c.backward.max_spans_per_trajectory * len(c.backward.kinds)
+        return {"taskgen": num_docs, "rollouts": tasks * c.rollout.step_limit,
+                "backward": examples, "filter": examples * len(c.models.committee)}
+
     def run(self) -> Path:
         """All stages; returns the dataset folder. Budget exhaustion propagates after saving."""
         try:
@@ -258,6 +268,10 @@ class Synthesis:
             decontam = Decontaminator(eval_tasks, self.config.decontam.ngram,
                                       self.config.decontam.max_overlap)
             docs = self.documents()
+            plan = self.plan(len(docs))
+            self.stats["planned_max_calls"] = plan | {"total": sum(plan.values())}
+            self.console.print(f"plan: at most {sum(plan.values())} LLM calls ({plan}; rollouts "
+                               "count one call per step, format re-asks excluded)")
             tasks = self.tasks(docs, decontam)
             trajectories = self.rollouts(tasks)
             examples = self.examples(trajectories)
@@ -286,6 +300,7 @@ def stats_rows(stats: dict[str, Any]) -> Iterable[tuple[str, str]]:
     for stage, values in stats.get("stages", {}).items():
         for key, value in values.items():
             yield f"{stage}.{key}", str(value)
-    for key in ("counts", "llm_total", "calls_per_accepted_example", "llm_wait_share", "wall_s"):
+    for key in ("planned_max_calls", "counts", "llm_total", "calls_per_accepted_example",
+                "llm_wait_share", "wall_s"):
         if key in stats:
             yield key, str(stats[key])
