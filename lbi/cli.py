@@ -180,6 +180,8 @@ def synth(
         for metric, value in stats_rows(run_.stats):
             table.add_row(metric, value)
         console.print(table)
+    if run_.stopped_by:
+        console.print(f"[yellow]stopped early:[/] {run_.stopped_by}")
     console.print(f"[green]✓[/] dataset saved to {path}")
     if push_to_hub:
         console.print(f"[green]✓[/] pushed to {push(path, push_to_hub)}")

@@ -51,11 +51,39 @@ def example_row(e: Example) -> dict[str, Any]:
     }
 
 
+def features() -> dict:
+    """The fixed schema of each config (an empty config still has its columns)."""
+    from datasets import Features, Value
+
+    text, steps = Value("string"), [{"observation": Value("string"), "action": Value("string"),
+                                     "reasoning": Value("string")}]
+    return {
+        "trajectories": Features({
+            "id": text, "env": text, "task_id": text, "instruction": text, "origin": text,
+            "doc_id": text, "env_args": text, "steps": steps, "final_observation": text,
+            "termination": text, "reward": Value("float64"), "error": text, "llm_calls": text,
+            "provenance": text}),
+        "examples": Features({
+            "id": text, "env": text, "instruction": text, "kind": text, "trajectory_id": text,
+            "span_start": Value("int32"), "span_end": Value("int32"),
+            "num_steps": Value("int32"), "env_args": text, "steps": steps,
+            "final_observation": text, "votes": text, "provenance": text}),
+        "sft": Features({"id": text, "example_id": text, "kind": text,
+                         "messages": [{"role": text, "content": text}]}),
+    }
+
+
 def build_dataset(trajectories: list[dict], examples: list[dict], sft: list[dict]) -> dict:
     """{config name: DatasetDict} from rows."""
     from datasets import Dataset, DatasetDict
 
-    return {name: DatasetDict({"train": Dataset.from_list(rows)})
+    def table(rows: list[dict], schema) -> Dataset:
+        if not rows:  # from_list([]) would drop the columns
+            return Dataset.from_dict({k: [] for k in schema}, features=schema)
+        return Dataset.from_list(rows, features=schema)
+
+    schema = features()
+    return {name: DatasetDict({"train": table(rows, schema[name])})
             for name, rows in zip(CONFIGS, (trajectories, examples, sft), strict=True)}
 
 
@@ -65,7 +93,9 @@ def save_dataset(dataset: dict, card: str, out: Path) -> Path:
     disable_progress_bar()  # small and fast; the pipeline shows its own progress
     out.mkdir(parents=True, exist_ok=True)
     for name, dd in dataset.items():
-        dd.save_to_disk(str(out / name))
+        # At least one shard per split: an empty split saved with none cannot be loaded back.
+        empty = any(len(split) == 0 for split in dd.values())
+        dd.save_to_disk(str(out / name), num_shards={k: 1 for k in dd} if empty else None)
     (out / "README.md").write_text(card)
     return out
 

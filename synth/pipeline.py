@@ -65,6 +65,8 @@ class Synthesis:
         self._all_envs: list[Environment] = []
         self._envs_lock = threading.Lock()
         self.stats: dict[str, Any] = {"stages": {}}
+        self.stopped_by: str | None = None
+        """Why the run stopped early (a budget), if it did."""
         self.started = time.perf_counter()
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -82,8 +84,12 @@ class Synthesis:
                                  "Finished work is saved; rerun (or raise max_wall_s) to go on.")
 
     def _parallel(self, items: list[T], fn: Callable[[T], object], description: str) -> None:
-        """Run ``fn`` over ``items`` on a bounded pool with a progress bar; stops at a budget."""
-        if not items:
+        """Run ``fn`` over ``items`` on a bounded pool with a progress bar.
+
+        When a budget runs out, no new item starts (in this or a later stage); what finished is
+        kept and the later stages still collect and export it.
+        """
+        if not items or self.stopped_by:
             return
         workers = self.config.rollout.concurrency
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -100,11 +106,19 @@ class Synthesis:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                     for future in done:
-                        if future.exception() is not None:
+                        error = future.exception()
+                        if isinstance(error, BudgetExceeded):
+                            self.stopped_by = str(error)
+                        elif error is not None:
                             for other in pending:
                                 other.cancel()
-                            raise future.exception()  # type: ignore[misc]
+                            raise error
                         progress.advance(bar)
+                    if self.stopped_by:
+                        for other in pending:
+                            other.cancel()
+                        wait(pending)
+                        pending = set()
 
     def _stage(self, name: str, budget: Budget, started: float, **counts: Any) -> None:
         self.stats["stages"][name] = {**counts, **budget.summary(),
@@ -145,9 +159,10 @@ class Synthesis:
         unique, duplicates = taskgen.dedupe(generated, self.config.taskgen.dedup_similarity)
         clean = [t for t in unique if not decontam.instruction_reason(t.instruction)]
         chosen = clean
-        if self.config.rollout.max_tasks is not None and len(clean) > self.config.rollout.max_tasks:
-            chosen = sorted(random.Random(self.config.docs.seed)
-                            .sample(clean, self.config.rollout.max_tasks), key=lambda t: t.id)
+        limit = self.config.rollout.max_tasks
+        if limit is not None and len(clean) > limit:
+            chosen = sorted(random.Random(self.config.docs.seed).sample(clean, limit),
+                            key=lambda t: t.id)
         write_json(self.out / "tasks.json", [t.model_dump() for t in chosen])
         self._stage("taskgen", budget, started, documents=len(docs),
                     failed_documents=sum(1 for r in records if r and r.error),
@@ -262,7 +277,7 @@ class Synthesis:
                 "backward": examples, "filter": examples * len(c.models.committee)}
 
     def run(self) -> Path:
-        """All stages; returns the dataset folder. Budget exhaustion propagates after saving."""
+        """All stages; returns the dataset folder (also when a budget stopped the run early)."""
         try:
             eval_tasks = self.env().benchmark_tasks()
             decontam = Decontaminator(eval_tasks, self.config.decontam.ngram,
@@ -288,6 +303,7 @@ class Synthesis:
         wall = time.perf_counter() - self.started
         total = self.budget.summary()
         self.stats.update({
+            "stopped_by_budget": self.stopped_by,
             "counts": counts, "llm_total": total, "wall_s": round(wall, 1),
             "calls_per_accepted_example": (round(total["calls"] / counts["examples"], 2)
                                            if counts["examples"] else None),
@@ -300,7 +316,7 @@ def stats_rows(stats: dict[str, Any]) -> Iterable[tuple[str, str]]:
     for stage, values in stats.get("stages", {}).items():
         for key, value in values.items():
             yield f"{stage}.{key}", str(value)
-    for key in ("planned_max_calls", "counts", "llm_total", "calls_per_accepted_example",
-                "llm_wait_share", "wall_s"):
+    for key in ("stopped_by_budget", "planned_max_calls", "counts", "llm_total",
+                "calls_per_accepted_example", "llm_wait_share", "wall_s"):
         if key in stats:
             yield key, str(stats[key])

@@ -17,7 +17,7 @@ import yaml
 from lbi.agent.scripted import ScriptedLLM
 from lbi.errors import ConfigError, LbiError
 from lbi.synth import backward
-from lbi.synth.config import SynthConfig, load_config
+from lbi.synth.config import BudgetConfig, SynthConfig, load_config
 from lbi.synth.decontam import Decontaminator
 from lbi.synth.export import load_dataset_dir, push_to_hub
 from lbi.synth.pipeline import Synthesis
@@ -215,6 +215,18 @@ def test_pipeline_end_to_end_with_scripted_models_then_resumes_with_no_calls(tmp
     changed = config.model_copy(update={"docs": config.docs.model_copy(update={"max_docs": 5})})
     with pytest.raises(ConfigError, match="other docs settings"):
         Synthesis(changed, make_model=_scripted_factory(calls)).run()
+
+
+def test_a_budget_stops_new_work_and_still_exports_what_finished(tmp_path):
+    calls: list[str] = []
+    config = _config(tmp_path).model_copy(update={"budget": BudgetConfig(max_calls=12)})
+    synthesis = Synthesis(config, make_model=_scripted_factory(calls))
+    path = synthesis.run()
+    assert len(calls) == 12 and "12/12 calls" in synthesis.stopped_by
+    assert synthesis.stats["stopped_by_budget"] == synthesis.stopped_by
+    data = load_dataset_dir(path)
+    assert data["trajectories"]["train"].num_rows >= 1  # 3 taskgen calls, then 3 per rollout
+    assert data["examples"]["train"].num_rows == 0  # backward construction never started
 
 
 def test_push_to_hub_offline_fails_clearly_and_keeps_the_data(tmp_path, monkeypatch):
