@@ -154,6 +154,9 @@ def synth(
         None),
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="override a config field: --set rollout.step_limit=5")] = None,
+    until: Annotated[str, typer.Option(
+        help="stop after this stage: docs, taskgen, rollouts, backward, filter, export")] = (
+        "export"),
 ) -> None:
     """Synthesize a dataset: docs → tasks → rollouts → backward → filter → Hugging Face dataset.
 
@@ -174,7 +177,7 @@ def synth(
     cfg = load_config(config, overrides)
     run_ = Synthesis(cfg, console)
     try:
-        path = run_.run()
+        path = run_.run(until)
     finally:
         table = Table("metric", "value", title=f"lbi synth — {cfg.output_dir / 'stats.json'}")
         for metric, value in stats_rows(run_.stats):
@@ -182,6 +185,9 @@ def synth(
         console.print(table)
     if run_.stopped_by:
         console.print(f"[yellow]stopped early:[/] {run_.stopped_by}")
+    if path is None:
+        console.print(f"[green]✓[/] stages up to {until} done in {cfg.output_dir}")
+        return
     console.print(f"[green]✓[/] dataset saved to {path}")
     if push_to_hub:
         console.print(f"[green]✓[/] pushed to {push(path, push_to_hub)}")

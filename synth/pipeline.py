@@ -39,6 +39,9 @@ from lbi.types import Document, Example, Task, Trajectory
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+STAGES = ("docs", "taskgen", "rollouts", "backward", "filter", "export")
+"""In order; each resumes from the stores of the ones before it."""
+
 
 class BackwardFailure(BaseModel):
     """A span whose instruction could not be written (kept so that reruns skip it)."""
@@ -276,8 +279,11 @@ class Synthesis:
         return {"taskgen": num_docs, "rollouts": tasks * c.rollout.step_limit,
                 "backward": examples, "filter": examples * len(c.models.committee)}
 
-    def run(self) -> Path:
-        """All stages; returns the dataset folder (also when a budget stopped the run early)."""
+    def run(self, until: str = "export") -> Path | None:
+        """The stages up to and including ``until`` (one of STAGES); returns the dataset folder
+        when the export ran (also when a budget stopped the run early)."""
+        if until not in STAGES:
+            raise ConfigError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
         try:
             eval_tasks = self.env().benchmark_tasks()
             decontam = Decontaminator(eval_tasks, self.config.decontam.ngram,
@@ -287,17 +293,27 @@ class Synthesis:
             self.stats["planned_max_calls"] = plan | {"total": sum(plan.values())}
             self.console.print(f"plan: at most {sum(plan.values())} LLM calls ({plan}; rollouts "
                                "count one call per step, format re-asks excluded)")
+            if until == "docs":
+                return None
             tasks = self.tasks(docs, decontam)
+            if until == "taskgen":
+                return None
             trajectories = self.rollouts(tasks)
+            if until == "rollouts":
+                return None
             examples = self.examples(trajectories)
+            if until == "backward":
+                return None
             judgements = self.judgements(examples, decontam)
-            path = self.export(trajectories, examples, judgements)
+            if until == "filter":
+                return None
+            return self.export(trajectories, examples, judgements)
         finally:
+            self.stats.setdefault("stopped_by_budget", self.stopped_by)
             self.stats["wall_s"] = round(time.perf_counter() - self.started, 1)
             write_json(self.out / "stats.json", self.stats)
             for env in self._all_envs:
                 env.close()
-        return path
 
     def _summarize(self, counts: dict[str, int]) -> None:
         wall = time.perf_counter() - self.started

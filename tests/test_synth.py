@@ -187,7 +187,9 @@ def _config(tmp_path) -> SynthConfig:
 def test_pipeline_end_to_end_with_scripted_models_then_resumes_with_no_calls(tmp_path):
     calls: list[str] = []
     config = _config(tmp_path)
-    path = Synthesis(config, make_model=_scripted_factory(calls)).run()
+    assert Synthesis(config, make_model=_scripted_factory(calls)).run(until="rollouts") is None
+    assert set(calls) == {"generator", "agent"} and not (config.output_dir / "dataset").exists()
+    path = Synthesis(config, make_model=_scripted_factory(calls)).run()  # resumes after rollouts
     stats = json.loads((config.output_dir / "stats.json").read_text())
     st = stats["stages"]
     assert st["taskgen"]["documents"] == 3 and st["taskgen"]["tasks_generated"] == 6
