@@ -9,6 +9,7 @@ subsample keeps the cost known before the run.
 from __future__ import annotations
 
 import random
+import re
 from typing import Literal
 
 from lbi.agent.llm import LLMCallFailed
@@ -23,6 +24,7 @@ from lbi.synth.prompts import (
 from lbi.types import Example, Step, Trajectory, content_id
 
 Bucket = Literal["short", "medium", "long"]
+_ECHO = re.compile(r"\b(OBSERVATION|ACTION) \d+:", re.I)
 BUCKETS: tuple[Bucket, ...] = ("short", "medium", "long")
 
 
@@ -92,6 +94,8 @@ def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
     instruction = parse_instruction(out.text)
     if len(instruction) < 10:
         return f"unusable instruction: {out.text[:200]!r}"
+    if _ECHO.search(instruction):  # small models sometimes copy the rendered trajectory back
+        return f"the answer echoes the trajectory: {out.text[:200]!r}"
     if kind == "summary":
         instruction = SUMMARY_PREFIX + instruction
     return Example(

@@ -65,6 +65,17 @@ def test_repeated_steps_are_dropped():
     assert backward.drop_repeated_steps(same_action_new_result)[1] == 0
 
 
+def test_an_answer_that_echoes_the_trajectory_is_not_an_instruction():
+    traj = _traj(["SELECT 1"], ["o0", "o1"])
+    echo = ScriptedLLM(["Replicate the following: OBSERVATION 0: o0\nACTION 1: SELECT 1"])
+    assert "echoes the trajectory" in backward.construct(echo, traj, (0, 1), "summary")
+    fine = ScriptedLLM(["Check that the database answers a trivial query."])
+    example = backward.construct(fine, traj, (0, 1), "summary")
+    assert example.instruction == ("Replicate the following: Check that the database answers "
+                                   "a trivial query.")
+    assert example.span == (0, 1) and example.final_observation == "o1"
+
+
 # ---- parsing, dedupe, decontamination, stores --------------------------------------------------
 
 def test_task_and_judgement_parsing_is_lenient():
