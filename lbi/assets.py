@@ -11,11 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,14 +108,6 @@ def read_member(archive: Path, member: str) -> bytes:
         return fh.read()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=path.name + ".") as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, path)
-
-
 def copy_stream(src: IO[bytes], dst: IO[bytes], hasher=None, chunk: int = 1 << 22) -> int:
     """Copy a stream in chunks, feeding an optional hash object; returns the bytes copied."""
     total = 0
@@ -127,10 +117,3 @@ def copy_stream(src: IO[bytes], dst: IO[bytes], hasher=None, chunk: int = 1 << 2
             hasher.update(block)
         total += len(block)
     return total
-
-
-def remove_quietly(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
