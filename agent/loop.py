@@ -123,11 +123,15 @@ class Agent:
             policy=self.config.history, reference=reference,
         )
         calls: list[LLMCall] = []
+        # Re-asks after an answer without a parsable action: first the same prompt under the
+        # GBNF grammar (llama.cpp only; it costs ~40% of decode speed, so not on the first try),
+        # then with a correction turn. Small models answer the correction itself ("Sorry, …")
+        # rather than the task, so it comes last; providers ignore the grammar and are cached,
+        # so for them the first re-ask is free and the correction does the work.
+        prompt = messages
         for attempt in range(self.config.max_format_retries + 1):
-            # The grammar (llama.cpp only) guarantees the format but costs ~40% of decode speed,
-            # so it is used only to re-ask after an answer without a parsable action.
             constraint = {"grammar": RESPONSE_GRAMMAR} if attempt else {}
-            completion = self.model.complete(messages, stop=STOP_SEQUENCES, **constraint)
+            completion = self.model.complete(prompt, stop=STOP_SEQUENCES, **constraint)
             calls.append(completion.call)
             try:
                 reasoning, action = parse_response(completion.text)
@@ -135,8 +139,9 @@ class Agent:
                 if attempt == self.config.max_format_retries:
                     raise FormatError(f"no parsable action after {attempt + 1} answers; "
                                       f"last answer: {completion.text[:300]!r}") from exc
-                messages = [*messages, {"role": "assistant", "content": completion.text},
-                            {"role": "user", "content": str(exc)}]
+                if attempt >= 1:
+                    prompt = [*messages, {"role": "assistant", "content": completion.text},
+                              {"role": "user", "content": str(exc)}]
                 continue
             return Step(observation=observation, action=action, reasoning=reasoning,
                         llm=_merge(calls))

@@ -91,8 +91,14 @@ def test_format_errors_are_re_asked_then_end_the_episode(env, task):
     model = ScriptedLLM(["no idea", "REASON: ok\nACTION: stop"])
     traj = Agent(model, env).run(task)
     assert traj.termination == "stop" and traj.steps[0].action == "stop"
-    assert "no action" in model.seen[1][-1]["content"]  # the correction was sent
+    assert model.seen[1] == model.seen[0]  # first re-ask: the same prompt (under the grammar)
     assert traj.steps[0].llm.retries == 1
+
+    model = ScriptedLLM(["no idea", "still none", "REASON: ok\nACTION: stop"])
+    traj = Agent(model, env).run(task)
+    assert traj.steps[0].action == "stop" and traj.steps[0].llm.retries == 2
+    assert model.seen[2][-2]["content"] == "still none"
+    assert "no action" in model.seen[2][-1]["content"]  # then the correction
 
     model = ScriptedLLM(["hmm"] * 3)
     traj = Agent(model, env, AgentConfig(max_format_retries=2)).run(task)
