@@ -24,6 +24,7 @@ from lbi.agent.prompts import (
 )
 from lbi.envs.base import Environment
 from lbi.errors import BudgetExceeded, ModelError
+from lbi.io import atomic_write_text
 from lbi.types import LLMCall, Step, Task, Trajectory, content_id, utc_now
 
 log = logging.getLogger(__name__)
@@ -164,9 +165,5 @@ def _merge(calls: list[LLMCall]) -> LLMCall:
 
 
 def _save(traj: Trajectory, path: Path | None) -> None:
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(traj.model_dump_json(indent=2))
-    tmp.replace(path)
+    if path is not None:
+        atomic_write_text(path, traj.model_dump_json(indent=2))

@@ -11,14 +11,11 @@ schema stays simple and stable.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 from lbi.errors import LbiError
 from lbi.types import Example, Step, Trajectory
-
-log = logging.getLogger(__name__)
 
 CONFIGS = ("trajectories", "examples", "sft")
 

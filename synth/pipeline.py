@@ -8,7 +8,6 @@ final stats table (also in ``stats.json`` and the dataset card).
 
 from __future__ import annotations
 
-import logging
 import random
 import threading
 import time
@@ -36,7 +35,6 @@ from lbi.synth.sft import step_conversations
 from lbi.synth.store import JsonlStore, write_json
 from lbi.types import Document, Example, Task, Trajectory
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STAGES = ("docs", "taskgen", "rollouts", "backward", "filter", "export")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import logging
 import random
 
 from pydantic import BaseModel
@@ -13,8 +12,6 @@ from lbi.agent.loop import ChatModel
 from lbi.envs.base import Environment, TaskContext
 from lbi.synth.prompts import TASKGEN, TASKS_SCHEMA, json_format, parse_tasks
 from lbi.types import Document, LLMCall, Task, content_id
-
-log = logging.getLogger(__name__)
 
 
 class TaskGenRecord(BaseModel):

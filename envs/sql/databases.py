@@ -159,6 +159,11 @@ def available_databases() -> dict[str, Path]:
     return {p.stem: p for p in sorted(data_dir().glob("*.sqlite"))}
 
 
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write the source database."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
 def database_path(db: str) -> Path:
     path = build_databases().get(db)
     if path is None:

@@ -81,7 +81,7 @@ class SQLEnv:
         self.close()
         self.task = task
         self.db = task.env_args.get("db", self.config.default_db)
-        source = sqlite3.connect(f"file:{databases.database_path(self.db)}?mode=ro", uri=True)
+        source = databases.open_readonly(databases.database_path(self.db))
         self.conn = sqlite3.connect(":memory:", check_same_thread=False)
         source.backup(self.conn)  # private copy: the source file is never written
         source.close()
@@ -129,7 +129,7 @@ class SQLEnv:
     def task_contexts(self) -> list[TaskContext]:
         contexts = []
         for db, path in databases.build_databases().items():
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            conn = databases.open_readonly(path)
             try:
                 contexts.append(TaskContext({"db": db}, f"Database: {db}\n{schema_text(conn)}"))
             finally:
@@ -182,7 +182,7 @@ class SQLEnv:
         return truncate(text, self.config.max_chars)
 
     def _gold_rows(self, task: Task) -> list[tuple]:
-        conn = sqlite3.connect(f"file:{databases.database_path(self.db)}?mode=ro", uri=True)
+        conn = databases.open_readonly(databases.database_path(self.db))
         try:
             return conn.execute(task.gold or "").fetchall()
         finally:
