@@ -25,7 +25,7 @@ from lbi.agent.prompts import (
 from lbi.envs.base import Environment
 from lbi.errors import BudgetExceeded, ModelError
 from lbi.io import atomic_write_text
-from lbi.types import LLMCall, Step, Task, Trajectory, content_id, utc_now
+from lbi.types import LLMCall, Retrieval, Step, Task, Trajectory, content_id, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ class ChatModel(Protocol):
     def complete(self, messages: list[dict[str, str]], **overrides: Any) -> Completion: ...
 
 
-Reference = Callable[[Task, list[Step], str], str]
-"""Produces the 'additional information' block for a step (retrieved examples, docs)."""
+Reference = Callable[[Task, list[Step], str], Retrieval]
+"""Produces the 'additional information' block for a step (retrieved examples, docs); the
+record is kept on the step."""
 
 
 @dataclass
@@ -117,11 +118,11 @@ class Agent:
         return traj
 
     def _next_step(self, task: Task, steps: list[Step], observation: str) -> Step:
-        reference = self.reference(task, steps, observation) if self.reference else ""
+        retrieval = self.reference(task, steps, observation) if self.reference else None
         messages = build_messages(
             env_name=self.env.name, action_space=self.env.action_space,
             instruction=task.instruction, steps=steps, observation=observation,
-            policy=self.config.history, reference=reference,
+            policy=self.config.history, reference=retrieval.text if retrieval else "",
         )
         calls: list[LLMCall] = []
         # Re-asks after an answer without a parsable action: first the same prompt under the
@@ -145,7 +146,7 @@ class Agent:
                               {"role": "user", "content": str(exc)}]
                 continue
             return Step(observation=observation, action=action, reasoning=reasoning,
-                        llm=_merge(calls))
+                        llm=_merge(calls), retrieval=retrieval)
         raise AssertionError("unreachable")
 
 

@@ -162,19 +162,12 @@ def synth(
 
     Reruns resume: finished items in the output folder are skipped.
     """
-    import yaml
-
+    from lbi.config import parse_overrides
     from lbi.synth.config import load_config
     from lbi.synth.export import push_to_hub as push
     from lbi.synth.pipeline import Synthesis, stats_rows
 
-    overrides = {}
-    for item in set_ or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise LbiError(f"--set expects key=value, got {item!r}")
-        overrides[key] = yaml.safe_load(value)
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, parse_overrides(set_))
     run_ = Synthesis(cfg, console)
     try:
         path = run_.run(until)
@@ -191,6 +184,37 @@ def synth(
     console.print(f"[green]✓[/] dataset saved to {path}")
     if push_to_hub:
         console.print(f"[green]✓[/] pushed to {push(path, push_to_hub)}")
+
+
+@app.command("eval")
+def eval_(
+    config: Annotated[Path, typer.Option(help="evaluation config, e.g. configs/eval/sql.yaml")],
+    only: Annotated[list[str] | None, typer.Option(
+        help="run only this agent configuration (repeatable); the others' saved rows are kept")
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a config field: --set step_limit=3")] = None,
+) -> None:
+    """Evaluate agent configurations (zero-shot, RAG, data-distill, LbI-ICL, fine-tuned) on the
+    environment's held-out tasks: results.json, results.md and results.png.
+
+    Reruns resume: finished episodes are read back, not rerun.
+    """
+    from lbi.config import parse_overrides
+    from lbi.eval.config import load_eval_config
+    from lbi.eval.harness import Evaluation
+    from lbi.eval.report import COLUMNS
+
+    cfg = load_eval_config(config, parse_overrides(set_))
+    results = Evaluation(cfg, console).run(only)
+    table = Table(*(h for h, _, _ in COLUMNS),
+                  title=f"lbi eval — {cfg.env}, {len(results['tasks'])} held-out tasks")
+    for row in results["agents"]:
+        table.add_row(*(fmt.format(row[key]) for _, key, fmt in COLUMNS))
+    console.print(table)
+    out = cfg.output_dir
+    console.print(f"[green]✓[/] {out / 'results.json'}, {out / 'results.md'}, "
+                  f"{out / 'results.png'}; episodes in {out / 'episodes'}")
 
 
 def _print_step(step, observation: str) -> None:

@@ -63,6 +63,21 @@ class LLMCall(BaseModel):
     retries: int = 0
 
 
+class Retrieval(BaseModel):
+    """What was put in a step's reference block (retrieval-augmented agents only)."""
+
+    query: str | None = None
+    """The search query the LLM wrote for model-based retrieval, if it was asked to."""
+    ids: list[str] = Field(default_factory=list)
+    """The retrieved examples (or documents) that made it into the block, in order."""
+    tokens: int = 0
+    """Size of the reference block."""
+    llm: LLMCall | None = None
+    """The query-writing call."""
+    text: str = Field("", exclude=True)
+    """The block itself (not saved: it is rebuilt from ``ids``)."""
+
+
 class Step(BaseModel):
     """One agent step: the observation seen and the action taken in response."""
 
@@ -72,6 +87,7 @@ class Step(BaseModel):
     screenshot: str | None = None
     """Path of a screenshot file that goes with the observation, if any."""
     llm: LLMCall | None = None
+    retrieval: Retrieval | None = None
 
 
 Termination = Literal["stop", "step_limit", "time_limit", "error", "budget"]

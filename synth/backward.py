@@ -79,6 +79,19 @@ def example_id(traj: Trajectory, span: tuple[int, int], kind: str) -> str:
     return content_id(traj.id, span, kind)
 
 
+def original_example(traj: Trajectory) -> Example:
+    """The data-distill baseline's example: the task it was given and the whole trajectory, with
+    no backward construction (PAPER.md §3 ablation)."""
+    span = (0, len(traj.steps))
+    return Example(
+        id=example_id(traj, span, "original"), instruction=traj.task.instruction,
+        kind="original", env=traj.task.env, trajectory_id=traj.id, span=span,
+        env_args=traj.task.env_args, steps=traj.steps, final_observation=traj.final_observation,
+        provenance={"source_task_id": traj.task.id, "reward": traj.reward,
+                    "termination": traj.termination},
+    )
+
+
 def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
               kind: Literal["abstraction", "summary"]) -> Example | str:
     """One example for a span, or the error text if the generator failed."""

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import yaml
 
 from lbi.agent.prompts import SYSTEM_TEMPLATE, HistoryPolicy
+from lbi.config import redact_secrets
 from lbi.synth import prompts
 from lbi.synth.config import SynthConfig
+from lbi.synth.export import CONFIGS
 
 SOURCE_LICENCES = {
     "sql": "Spider-dev databases and questions (CC BY-SA 4.0) via InterCode (MIT); Chinook (MIT); "
@@ -18,17 +19,9 @@ SOURCE_LICENCES = {
 }
 
 
-_SECRET = re.compile(r"key|token|secret|password", re.I)
-
-
 def _public_config(config: SynthConfig) -> dict[str, Any]:
     """The config as plain data, without anything that looks like a credential."""
-    def scrub(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: "<redacted>" if _SECRET.search(k) else scrub(v) for k, v in node.items()}
-        return [scrub(v) for v in node] if isinstance(node, list) else node
-
-    return scrub(json.loads(config.model_dump_json()))
+    return redact_secrets(json.loads(config.model_dump_json()))
 
 
 def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, int]) -> str:
@@ -38,7 +31,7 @@ def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, i
         "tags": ["learn-by-interact", "agents", "synthetic", config.env],
         "configs": [{"config_name": name, "data_files": [{"split": "train",
                                                           "path": f"{name}/train/*.arrow"}]}
-                    for name in ("trajectories", "examples", "sft")],
+                    for name in CONFIGS],
     }
     policy = HistoryPolicy()
     models = config.models
@@ -56,6 +49,9 @@ def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, i
         f"- `examples` ({counts['examples']} rows): accepted (instruction, sub-trajectory) pairs; "
         "`kind` is `abstraction` or `summary`; `span_start`/`span_end` index the source "
         "trajectory (the final observation o_j is `final_observation`); `votes` is JSON.",
+        f"- `distill` ({counts['distill']} rows): the data-distill baseline — each trajectory "
+        "with the task it was given (`kind` `original`), no backward construction, no "
+        f"committee; {counts['distill_contaminated']} dropped by decontamination.",
         f"- `sft` ({counts['sft']} rows): step-level action prediction as chat `messages` "
         "(system, user, assistant), in the same prompt the agent uses at inference.", "",
         "## Models", "",

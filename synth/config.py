@@ -5,15 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from lbi.agent.llm import LLMConfig
-from lbi.errors import ConfigError
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from lbi.config import Strict as _Strict
+from lbi.config import load_yaml_config
 
 
 class ModelsConfig(_Strict):
@@ -110,22 +106,5 @@ class SynthConfig(_Strict):
 
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> SynthConfig:
-    """Read and validate a YAML config; every problem is reported with its field path."""
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    try:
-        return SynthConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "\n".join(f"  {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}"
-                             for e in exc.errors())
-        raise ConfigError(f"invalid config {path}:\n{problems}") from None
+    """Read and validate a synthesis config (see ``lbi.config.load_yaml_config``)."""
+    return load_yaml_config(path, SynthConfig, overrides)

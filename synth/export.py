@@ -1,8 +1,10 @@
 """The synthesized data as Hugging Face datasets, with a dataset card, optionally on the Hub.
 
-Three configs, each a ``DatasetDict`` with a ``train`` split, saved under ``<output>/dataset``:
+Four configs, each a ``DatasetDict`` with a ``train`` split, saved under ``<output>/dataset``:
 - ``trajectories``: every rollout (steps as a list of {observation, action, reasoning});
 - ``examples``: accepted examples (instruction, kind, span, steps, votes as a JSON string);
+- ``distill``: the data-distill baseline: each trajectory with its original task (kind
+  ``original``), no backward construction and no committee, same columns as ``examples``;
 - ``sft``: step-level conversations as OpenAI-style ``messages`` (ready for TRL's SFTTrainer).
 Nested records that vary in shape (LLM records, votes, env args) are JSON strings, so the Arrow
 schema stays simple and stable.
@@ -17,7 +19,7 @@ from typing import Any
 from lbi.errors import LbiError
 from lbi.types import Example, Step, Trajectory
 
-CONFIGS = ("trajectories", "examples", "sft")
+CONFIGS = ("trajectories", "examples", "distill", "sft")
 
 
 def _steps(steps: list[Step]) -> list[dict[str, str]]:
@@ -48,29 +50,48 @@ def example_row(e: Example) -> dict[str, Any]:
     }
 
 
+def example_from_row(row: dict[str, Any]) -> Example:
+    """The Example behind an ``examples`` / ``distill`` row (the inverse of ``example_row``)."""
+    try:
+        return Example(
+            id=row["id"], instruction=row["instruction"], kind=row["kind"], env=row["env"],
+            trajectory_id=row["trajectory_id"], span=(row["span_start"], row["span_end"]),
+            env_args=json.loads(row["env_args"] or "{}"),
+            steps=[Step(**s) for s in row["steps"]], final_observation=row["final_observation"],
+            votes=json.loads(row["votes"] or "[]"),
+            provenance=json.loads(row["provenance"] or "{}"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LbiError(f"dataset row {row.get('id', '?')!r} is not a valid example: "
+                       f"{type(exc).__name__}: {exc}") from None
+
+
 def features() -> dict:
     """The fixed schema of each config (an empty config still has its columns)."""
     from datasets import Features, Value
 
     text, steps = Value("string"), [{"observation": Value("string"), "action": Value("string"),
                                      "reasoning": Value("string")}]
+    examples = Features({
+        "id": text, "env": text, "instruction": text, "kind": text, "trajectory_id": text,
+        "span_start": Value("int32"), "span_end": Value("int32"), "num_steps": Value("int32"),
+        "env_args": text, "steps": steps, "final_observation": text, "votes": text,
+        "provenance": text})
     return {
         "trajectories": Features({
             "id": text, "env": text, "task_id": text, "instruction": text, "origin": text,
             "doc_id": text, "env_args": text, "steps": steps, "final_observation": text,
             "termination": text, "reward": Value("float64"), "error": text, "llm_calls": text,
             "provenance": text}),
-        "examples": Features({
-            "id": text, "env": text, "instruction": text, "kind": text, "trajectory_id": text,
-            "span_start": Value("int32"), "span_end": Value("int32"),
-            "num_steps": Value("int32"), "env_args": text, "steps": steps,
-            "final_observation": text, "votes": text, "provenance": text}),
+        "examples": examples,
+        "distill": examples,
         "sft": Features({"id": text, "example_id": text, "kind": text,
                          "messages": [{"role": text, "content": text}]}),
     }
 
 
-def build_dataset(trajectories: list[dict], examples: list[dict], sft: list[dict]) -> dict:
+def build_dataset(trajectories: list[dict], examples: list[dict], distill: list[dict],
+                  sft: list[dict]) -> dict:
     """{config name: DatasetDict} from rows."""
     from datasets import Dataset, DatasetDict
 
@@ -81,7 +102,7 @@ def build_dataset(trajectories: list[dict], examples: list[dict], sft: list[dict
 
     schema = features()
     return {name: DatasetDict({"train": table(rows, schema[name])})
-            for name, rows in zip(CONFIGS, (trajectories, examples, sft), strict=True)}
+            for name, rows in zip(CONFIGS, (trajectories, examples, distill, sft), strict=True)}
 
 
 def save_dataset(dataset: dict, card: str, out: Path) -> Path:

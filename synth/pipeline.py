@@ -252,17 +252,24 @@ class Synthesis:
         return result
 
     def export(self, trajectories: list[Trajectory], examples: list[Example],
-               judgements: dict[str, Judgement]) -> Path:
+               judgements: dict[str, Judgement], decontam: Decontaminator) -> Path:
         action_space = self.env().action_space
         accepted = [e.model_copy(update={"votes": judgements[e.id].votes}) for e in examples
                     if e.id in judgements and judgements[e.id].accepted]
         sft_rows = [{"id": f"{e.id}-{k}", "example_id": e.id, "kind": e.kind, "messages": m}
                     for e in accepted for k, m in enumerate(step_conversations(e, action_space))]
+        # The data-distill baseline: the same rollouts with their original tasks (repeated
+        # steps removed as for every example; no backward construction, no committee).
+        originals = [backward.original_example(backward.drop_repeated_steps(t)[0])
+                     for t in sorted(trajectories, key=lambda t: t.id) if t.steps]
+        distill = [e for e in originals if not decontam.example_reason(e)]
         counts = {"trajectories": len(trajectories), "examples": len(accepted),
+                  "distill": len(distill), "distill_contaminated": len(originals) - len(distill),
                   "sft": len(sft_rows)}
         self._summarize(counts)
         dataset = export.build_dataset([export.trajectory_row(t) for t in trajectories],
-                                       [export.example_row(e) for e in accepted], sft_rows)
+                                       [export.example_row(e) for e in accepted],
+                                       [export.example_row(e) for e in distill], sft_rows)
         card = dataset_card(self.config, self.stats, counts)
         return export.save_dataset(dataset, card, self.out / "dataset")
 
@@ -305,7 +312,7 @@ class Synthesis:
             judgements = self.judgements(examples, decontam)
             if until == "filter":
                 return None
-            return self.export(trajectories, examples, judgements)
+            return self.export(trajectories, examples, judgements, decontam)
         finally:
             self.stats.setdefault("stopped_by_budget", self.stopped_by)
             self.stats["wall_s"] = round(time.perf_counter() - self.started, 1)

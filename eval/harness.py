@@ -1,0 +1,204 @@
+"""``lbi eval``: every agent configuration over the held-out tasks, resumable, one results table.
+
+Each episode is saved as ``<output_dir>/episodes/<agent>/<task>.json`` as it runs; a rerun skips
+the finished ones (so a killed evaluation loses at most the episodes in flight). An agent's
+settings are recorded beside its episodes, and a changed configuration under the same name is an
+error rather than a silently mixed row.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lbi.agent.llm import LLM, Budget, LLMConfig
+from lbi.agent.loop import Agent, AgentConfig, ChatModel, Reference
+from lbi.agent.retrieval import AgenticRetriever, Embedder
+from lbi.config import redact_secrets
+from lbi.envs import get_env_info
+from lbi.envs.base import Environment
+from lbi.errors import ConfigError
+from lbi.eval import report
+from lbi.eval.config import AgentSpec, EvalConfig, RetrievalConfig
+from lbi.eval.corpora import Corpus, open_corpus
+from lbi.io import atomic_write_text
+from lbi.types import Task, Trajectory
+
+ModelFactory = Callable[[LLMConfig, Budget], ChatModel]
+
+
+def token_counter(model: str) -> Callable[[str], int]:
+    """Tokens of a text for ``model`` (litellm's tokenizer for the provider; tiktoken's
+    cl100k estimate for models it does not know, such as the embedded ones)."""
+    import litellm
+
+    return lambda text: litellm.token_counter(model=model, text=text)
+
+
+class Evaluation:
+    """One evaluation run over ``config``; call ``run()``."""
+
+    def __init__(self, config: EvalConfig, console: Console | None = None,
+                 make_model: ModelFactory = LLM) -> None:
+        self.config = config
+        self.console = console or Console()
+        self.make_model = make_model
+        self.env_info = get_env_info(config.env)
+        self._local = threading.local()
+        self._envs: list[Environment] = []
+        self._lock = threading.Lock()
+        self._embedders: dict[str, Embedder] = {}
+        self._corpora: dict[tuple[str, str], Corpus] = {}
+
+    def env(self) -> Environment:
+        """This thread's environment instance."""
+        if not hasattr(self._local, "env"):
+            self._local.env = self.env_info.create(**self.config.env_args)
+            with self._lock:
+                self._envs.append(self._local.env)
+        return self._local.env
+
+    def held_out_tasks(self) -> list[Task]:
+        tasks = self.env().benchmark_tasks()
+        if self.config.tasks == "all":
+            return tasks
+        by_id = {t.id: t for t in tasks}
+        unknown = [t for t in self.config.tasks if t not in by_id]
+        if unknown:
+            raise ConfigError(f"unknown task ids {unknown} for env {self.config.env}; "
+                              f"`lbi tasks --env {self.config.env}` lists them")
+        return [by_id[t] for t in self.config.tasks]
+
+    def corpus(self, retrieval: RetrievalConfig, held_out: list[Task]) -> Corpus:
+        key = (retrieval.corpus, retrieval.embedder)
+        if key not in self._corpora:
+            if retrieval.embedder not in self._embedders:
+                with self.console.status(f"loading the embedder {retrieval.embedder}…"):
+                    self._embedders[retrieval.embedder] = Embedder(retrieval.embedder)
+            self._corpora[key] = open_corpus(
+                retrieval.corpus, dataset=self.config.dataset,
+                cache_root=self.config.output_dir, env=self.env(), held_out=held_out,
+                embedder=self._embedders[retrieval.embedder], console=self.console)
+        return self._corpora[key]
+
+    def run(self, only: list[str] | None = None) -> dict[str, Any]:
+        """Run the missing episodes of every agent (or of those named in ``only``); write
+        results.json, results.md and results.png; return the results."""
+        agents = self.config.agents
+        if only:
+            unknown = set(only) - {a.name for a in agents}
+            if unknown:
+                raise ConfigError(f"no agents named {sorted(unknown)} in the config; "
+                                  f"there are: {', '.join(a.name for a in agents)}")
+            agents = [a for a in agents if a.name in only]
+        try:
+            tasks = self.held_out_tasks()
+            for agent in agents:
+                self.run_agent(agent, tasks)
+        finally:
+            for env in self._envs:
+                env.close()
+        # Rows of every configured agent that has a complete result (from this or earlier runs).
+        rows = [row for a in self.config.agents
+                if (path := self._folder(a) / "row.json").exists()
+                and (row := json.loads(path.read_text()))["tasks"] == [t.id for t in tasks]]
+        results = {"env": self.config.env, "tasks": [t.id for t in tasks],
+                   "step_limit": self.config.step_limit, "agents": rows}
+        report.write(results, self.config.output_dir)
+        return results
+
+    def run_agent(self, spec: AgentSpec, tasks: list[Task]) -> dict[str, Any]:
+        """All episodes of one agent configuration (finished ones are read back, not rerun)."""
+        folder = self._folder(spec)
+        settings = self._settings(spec)
+        self._claim(folder, settings)
+        (folder / "row.json").unlink(missing_ok=True)
+        corpus = self.corpus(spec.retrieval, tasks) if spec.retrieval else None
+        done = {t.id: traj for t in tasks if (traj := _finished(folder / f"{t.id}.json"))}
+        todo = [t for t in tasks if t.id not in done]
+
+        def episode(task: Task) -> None:
+            done[task.id] = self.run_episode(spec, task, corpus, folder / f"{task.id}.json")
+
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn()]
+        with Progress(*columns, console=self.console) as progress:
+            bar = progress.add_task(spec.name, total=len(tasks), completed=len(done))
+            with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
+                for future in [pool.submit(episode, t) for t in todo]:
+                    future.result()
+                    progress.advance(bar)
+        trajectories = [done[t.id] for t in tasks]
+        row = {"name": spec.name, **settings, "tasks": [t.id for t in tasks],
+               "episodes_dir": str(folder),
+               "decontaminated": corpus.decontaminated if corpus else None,
+               "corpus_size": len(corpus.index.entries) if corpus else None,
+               **report.metrics(trajectories)}
+        atomic_write_text(folder / "row.json", json.dumps(row, indent=2, default=str))
+        return row
+
+    def _folder(self, spec: AgentSpec) -> Path:
+        return self.config.output_dir / "episodes" / spec.slug
+
+    def run_episode(self, spec: AgentSpec, task: Task, corpus: Corpus | None,
+                    path: Path) -> Trajectory:
+        """One episode with its own budget, so that its LLM usage is recorded with it."""
+        model_config = self.config.model_for(spec)
+        budget = Budget()
+        llm = self.make_model(model_config, budget)
+        reference: Reference | None = None
+        if corpus is not None:
+            r = spec.retrieval
+            reference = AgenticRetriever(
+                corpus.index, env=self.config.env, sources=r.sources, m1=r.m1, m2=r.m2,
+                max_tokens=r.max_tokens, query_model=llm,
+                count_tokens=token_counter(model_config.model))
+        agent = Agent(llm, self.env(), AgentConfig(step_limit=self.config.step_limit,
+                                                   episode_timeout_s=self.config.episode_timeout_s),
+                      reference=reference)
+        started = time.perf_counter()
+        traj = agent.run(task, save_to=path)
+        wall = round(time.perf_counter() - started, 2)
+        traj.provenance.update(agent_config=spec.name, wall_s=wall, llm=budget.summary())
+        atomic_write_text(path, traj.model_dump_json(indent=2))
+        return traj
+
+    def _settings(self, spec: AgentSpec) -> dict[str, Any]:
+        """What defines an agent's results: its model and retrieval, plus the episode limits."""
+        model = self.config.model_for(spec).model_dump(exclude={
+            "timeout_s", "max_concurrency", "cache", "max_retries", "retry_backoff_s"})
+        retrieval = spec.retrieval.model_dump() if spec.retrieval else None
+        return {"model": redact_secrets(model), "retrieval": retrieval,
+                "step_limit": self.config.step_limit, "env_args": self.config.env_args}
+
+    @staticmethod
+    def _claim(folder: Path, settings: dict[str, Any]) -> None:
+        marker = folder / "agent.json"
+        text = json.dumps(settings, indent=2, sort_keys=True, default=str)
+        if marker.exists() and marker.read_text() != text:
+            raise ConfigError(f"the agent in {folder} was run with other settings "
+                              f"(see {marker}); give the changed configuration a new name or "
+                              "delete that folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(marker, text)
+
+
+def _finished(path: Path) -> Trajectory | None:
+    """The saved episode at ``path`` if it ended (a budget stop or a crash mid-run is redone)."""
+    if not path.exists():
+        return None
+    try:
+        traj = Trajectory.model_validate_json(path.read_text())
+    except ValueError:
+        return None
+    if traj.termination in (None, "budget") or "wall_s" not in traj.provenance:
+        return None
+    return traj

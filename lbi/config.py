@@ -1,0 +1,64 @@
+"""Loading YAML configs into strict pydantic models, with ``--set key=value`` overrides."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lbi.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+_SECRET = re.compile(r"api_?key|secret|password|(^|_)(token|key)$", re.I)
+"""Credential-like keys (``api_key``, ``hf_token``, ``aws_secret``…), not ``max_tokens``."""
+
+
+class Strict(BaseModel):
+    """A config section: unknown fields are errors (a typo never passes silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["a.b=3", "c=[x, y]"]`` → ``{"a.b": 3, "c": ["x", "y"]}`` (values are YAML)."""
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def load_yaml_config(path: Path, model: type[M], overrides: dict[str, Any] | None = None) -> M:
+    """Read and validate a YAML config; every problem is reported with its field path."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n".join(f"  {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigError(f"invalid config {path}:\n{problems}") from None
+
+
+def redact_secrets(node: Any) -> Any:
+    """Plain data with the value of every key that looks like a credential replaced; used for
+    everything written next to results (dataset cards, evaluation outputs)."""
+    if isinstance(node, dict):
+        return {k: "<redacted>" if _SECRET.search(str(k)) and v else redact_secrets(v)
+                for k, v in node.items()}
+    return [redact_secrets(v) for v in node] if isinstance(node, list) else node

@@ -1,0 +1,152 @@
+"""Retrieval for ICL on real components: examples executed in the real SQL env, the real
+all-MiniLM-L6-v2 embedder, bm25s and usearch; a scripted model only writes the search queries."""
+
+from __future__ import annotations
+
+import pytest
+
+from lbi.agent.retrieval import (
+    AgenticRetriever,
+    Embedder,
+    RetrievalIndex,
+    document_entry,
+    example_entry,
+    parse_query,
+)
+from lbi.agent.scripted import ScriptedLLM
+from lbi.envs import make_env
+from lbi.errors import ConfigError
+from lbi.types import Example, Step, Task
+
+EXAMPLES = {  # instruction → (database, actions)
+    "How many tracks are in the music store?": ("chinook", ["SELECT count(*) FROM track"]),
+    "List the names of all media types.": ("chinook", ["SELECT name FROM mediatype"]),
+    "Which pets are older than 3 years?": ("pets_1", ["SELECT petid, pettype FROM pets "
+                                                      "WHERE pet_age > 3"]),
+    "How many students are majoring in 600?": ("pets_1", ["SELECT * FROM student LIMIT 2",
+                                                          "SELECT count(*) FROM student "
+                                                          "WHERE major = 600"]),
+    "Show the singers from France with their ages.": ("concert_singer", [
+        "SELECT name, age FROM singer WHERE country = 'France'"]),
+}
+
+
+def _executed(instruction: str, db: str, actions: list[str], env) -> Example:
+    """An example whose observations come from running ``actions`` in the real environment."""
+    observation = env.reset(Task(id="x", env="sql", instruction=instruction, origin="user",
+                                 env_args={"db": db}))
+    steps = []
+    for action in actions:
+        steps.append(Step(observation=observation, action=action))
+        observation, _ = env.step(action)
+    return Example(id=f"ex-{len(instruction)}-{db}", instruction=instruction, kind="abstraction",
+                   env="sql", trajectory_id="t", span=(0, len(steps)), env_args={"db": db},
+                   steps=steps, final_observation=observation)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder()
+
+
+@pytest.fixture(scope="module")
+def examples():
+    env = make_env("sql")
+    try:
+        return [_executed(i, db, acts, env) for i, (db, acts) in EXAMPLES.items()]
+    finally:
+        env.close()
+
+
+@pytest.fixture(scope="module")
+def index(embedder, examples):
+    return RetrievalIndex.build([example_entry(e) for e in examples], embedder)
+
+
+def _instructions(index: RetrievalIndex, found: list[int]) -> list[str]:
+    return [index.entries[k].key for k in found]
+
+
+def test_dense_search_finds_the_example_with_the_same_meaning(index):
+    assert _instructions(index, index.by_text("count the songs in the database", 1)) == [
+        "How many tracks are in the music store?"]
+    assert _instructions(index, index.by_text("French singers and how old they are", 1)) == [
+        "Show the singers from France with their ages."]
+
+
+def test_observation_search_matches_what_the_agent_sees(index, examples):
+    # The schema of pets_1 is the first observation of two examples: they rank first.
+    schema = examples[2].steps[0].observation
+    found = _instructions(index, index.by_observation(schema, 2))
+    assert set(found) == {"Which pets are older than 3 years?",
+                          "How many students are majoring in 600?"}
+    assert index.by_observation("zzqx unknownword", 5) == []  # no match, nothing returned
+
+
+def test_skip_excludes_already_retrieved_entries(index):
+    first = index.by_text("count the songs", 2)
+    assert not set(index.by_text("count the songs", 2, skip=set(first))) & set(first)
+
+
+def test_index_save_load_round_trip_gives_the_same_results(index, embedder, tmp_path):
+    index.save(tmp_path / "idx", fingerprint="f1")
+    assert RetrievalIndex.saved_fingerprint(tmp_path / "idx") == "f1"
+    loaded = RetrievalIndex.load(tmp_path / "idx", embedder)
+    assert loaded.entries == index.entries
+    for query in ("count the songs", "pets older than three"):
+        assert loaded.by_text(query, 3) == index.by_text(query, 3)
+        assert loaded.by_observation(query, 3) == index.by_observation(query, 3)
+    assert RetrievalIndex.saved_fingerprint(tmp_path / "nothing") is None
+
+
+def test_agentic_retrieval_combines_observation_and_model_query_without_duplicates(index,
+                                                                                   examples):
+    writer = ScriptedLLM(["QUERY: how many students have a given major"])
+    retriever = AgenticRetriever(index, env="sql", sources=("observation", "model"), m1=2,
+                                 m2=2, max_tokens=10_000, query_model=writer)
+    task = Task(id="t", env="sql", instruction="Count the students in major 50", origin="user")
+    record = retriever(task, [], examples[3].steps[0].observation)
+    assert record.query == "how many students have a given major" and record.llm is not None
+    assert len(record.ids) == len(set(record.ids)) and 2 <= len(record.ids) <= 4
+    assert examples[3].id in record.ids
+    assert "### Example: How many students are majoring in 600?" in record.text
+    prompt = writer.seen[0][0]["content"]
+    assert task.instruction in prompt and "pets_1" in prompt  # goal and current observation
+
+
+def test_reference_block_respects_the_token_budget(index):
+    one = len(index.entries[0].text) // 4
+    retriever = AgenticRetriever(index, env="sql", sources=("instruction",), m2=5,
+                                 max_tokens=one + 5)
+    task = Task(id="t", env="sql", instruction="How many tracks are there?", origin="user")
+    record = retriever(task, [], "")
+    assert len(record.ids) == 1 and record.tokens <= one + 5 and record.query is None
+
+
+def test_model_based_retrieval_needs_a_query_model(index):
+    with pytest.raises(ConfigError, match="needs a model"):
+        AgenticRetriever(index, env="sql", sources=("model",))
+
+
+def test_documents_are_indexed_the_same_way(embedder):
+    docs = list(make_env("sql").docs())[:200]
+    index = RetrievalIndex.build([document_entry(d) for d in docs], embedder)
+    found = index.by_observation("CREATE INDEX ON table column", 3)
+    assert found and any("index" in index.entries[k].text.lower() for k in found)
+
+
+@pytest.mark.parametrize(("answer", "query"), [
+    ("QUERY: join students and pets", "join students and pets"),
+    ('"count tracks per genre"\nexplanation…', "count tracks per genre"),
+    ("\n\n  list albums  \n", "list albums"),
+    ("", ""),
+])
+def test_parse_query(answer, query):
+    assert parse_query(answer) == query
+
+
+def test_unknown_embedder_fails_clearly():
+    from lbi.errors import AssetError
+
+    with pytest.raises(AssetError, match="cannot load the embedding model"):
+        Embedder("/nonexistent/embedder")
