@@ -121,7 +121,9 @@ class Evaluation:
         settings = self._settings(spec)
         self._claim(folder, settings)
         (folder / "row.json").unlink(missing_ok=True)
-        corpus = self.corpus(spec.retrieval, tasks) if spec.retrieval else None
+        # Decontaminated against every benchmark task of the env, not only the evaluated ones.
+        held_out = self.env().benchmark_tasks()
+        corpus = self.corpus(spec.retrieval, held_out) if spec.retrieval else None
         done = {t.id: traj for t in tasks if (traj := _finished(folder / f"{t.id}.json"))}
         todo = [t for t in tasks if t.id not in done]
 

@@ -17,3 +17,51 @@ def llm_cache(tmp_path, monkeypatch):
     """A private, empty LLM response cache for one test."""
     monkeypatch.setenv("LBI_CACHE_DIR", str(tmp_path / "llm-cache"))
     return tmp_path / "llm-cache"
+
+
+EXAMPLES = {  # instruction → (database, actions): small, real examples for retrieval tests
+    "How many tracks are in the music store?": ("chinook", ["SELECT count(*) FROM track"]),
+    "List the names of all media types.": ("chinook", ["SELECT name FROM mediatype"]),
+    "Which pets are older than 3 years?": ("pets_1", ["SELECT petid, pettype FROM pets "
+                                                      "WHERE pet_age > 3"]),
+    "How many students are majoring in 600?": ("pets_1", ["SELECT * FROM student LIMIT 2",
+                                                          "SELECT count(*) FROM student "
+                                                          "WHERE major = 600"]),
+    "Show the singers from France with their ages.": ("concert_singer", [
+        "SELECT name, age FROM singer WHERE country = 'France'"]),
+}
+
+
+def executed_example(instruction: str, db: str, actions: list[str], env, kind="abstraction"):
+    """An Example whose observations come from running ``actions`` in the real SQL env."""
+    from lbi.types import Example, Step, Task, content_id
+
+    observation = env.reset(Task(id="x", env="sql", instruction=instruction, origin="user",
+                                 env_args={"db": db}))
+    steps = []
+    for action in actions:
+        steps.append(Step(observation=observation, action=action))
+        observation, _ = env.step(action)
+    return Example(id=content_id(instruction, db, actions), instruction=instruction, kind=kind,
+                   env="sql", trajectory_id="t", span=(0, len(steps)), env_args={"db": db},
+                   steps=steps, final_observation=observation)
+
+
+@pytest.fixture(scope="session")
+def sql_examples():
+    """The EXAMPLES, executed in the real SQL environment."""
+    from lbi.envs import make_env
+
+    env = make_env("sql")
+    try:
+        return [executed_example(i, db, acts, env) for i, (db, acts) in EXAMPLES.items()]
+    finally:
+        env.close()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The default embedder (all-MiniLM-L6-v2 from its offline package), loaded once."""
+    from lbi.agent.retrieval import Embedder
+
+    return Embedder()

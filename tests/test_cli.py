@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ def lbi(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.C
     merged = {**os.environ, "COLUMNS": "200", **(env or {})}
     merged = {k: v for k, v in merged.items() if v is not None}  # None: unset the variable
     return subprocess.run(["lbi", *args], capture_output=True, text=True, timeout=timeout,
-                          env=merged)
+                          env=merged, cwd=Path(__file__).resolve().parents[1])
 
 
 def test_envs_lists_sql_as_ready():
@@ -42,6 +43,9 @@ def test_tasks_lists_the_23_spider_questions():
     (["run", "--task", "spider-01", "--model", "anthropic/claude-3-5-sonnet-20241022"],
      "ANTHROPIC_API_KEY"),
     (["models", "pull", "gpt-17"], "unknown embedded model"),
+    (["eval", "--config", "no/such/eval.yaml"], "config file not found"),
+    (["eval", "--config", "configs/eval/sql.yaml", "--set", "step_limit=0"], "step_limit"),
+    (["synth", "--config", "configs/sql.yaml", "--set", "novalue"], "expects key=value"),
 ])
 def test_user_errors_are_one_clear_line_not_a_traceback(args, message):
     out = lbi(*args, env={"ANTHROPIC_API_KEY": None})

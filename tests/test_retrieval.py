@@ -16,46 +16,12 @@ from lbi.agent.retrieval import (
 from lbi.agent.scripted import ScriptedLLM
 from lbi.envs import make_env
 from lbi.errors import ConfigError
-from lbi.types import Example, Step, Task
-
-EXAMPLES = {  # instruction → (database, actions)
-    "How many tracks are in the music store?": ("chinook", ["SELECT count(*) FROM track"]),
-    "List the names of all media types.": ("chinook", ["SELECT name FROM mediatype"]),
-    "Which pets are older than 3 years?": ("pets_1", ["SELECT petid, pettype FROM pets "
-                                                      "WHERE pet_age > 3"]),
-    "How many students are majoring in 600?": ("pets_1", ["SELECT * FROM student LIMIT 2",
-                                                          "SELECT count(*) FROM student "
-                                                          "WHERE major = 600"]),
-    "Show the singers from France with their ages.": ("concert_singer", [
-        "SELECT name, age FROM singer WHERE country = 'France'"]),
-}
-
-
-def _executed(instruction: str, db: str, actions: list[str], env) -> Example:
-    """An example whose observations come from running ``actions`` in the real environment."""
-    observation = env.reset(Task(id="x", env="sql", instruction=instruction, origin="user",
-                                 env_args={"db": db}))
-    steps = []
-    for action in actions:
-        steps.append(Step(observation=observation, action=action))
-        observation, _ = env.step(action)
-    return Example(id=f"ex-{len(instruction)}-{db}", instruction=instruction, kind="abstraction",
-                   env="sql", trajectory_id="t", span=(0, len(steps)), env_args={"db": db},
-                   steps=steps, final_observation=observation)
+from lbi.types import Task
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    return Embedder()
-
-
-@pytest.fixture(scope="module")
-def examples():
-    env = make_env("sql")
-    try:
-        return [_executed(i, db, acts, env) for i, (db, acts) in EXAMPLES.items()]
-    finally:
-        env.close()
+def examples(sql_examples):
+    return sql_examples
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,152 @@
+"""The evaluation harness on the real SQL env, real datasets on disk and the real embedder; the
+agent is scripted (control flow only): it copies the action of the first retrieved example."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import executed_example
+
+from lbi.agent.scripted import ScriptedLLM
+from lbi.envs import make_env
+from lbi.errors import ConfigError
+from lbi.eval.config import EvalConfig, load_eval_config
+from lbi.eval.harness import Evaluation
+from lbi.synth import export
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ["spider-01", "spider-03"]
+# Not the gold text of spider-01, but the same answer (dogs raised by female students).
+EQUIVALENT = ("submit SELECT count(*) FROM pets WHERE pettype = 'dog' AND petid IN (SELECT petid "
+              "FROM has_pet WHERE stuid IN (SELECT stuid FROM student WHERE sex = 'F'))")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, sql_examples) -> Path:
+    """A dataset folder as `lbi synth` writes it: the shared examples, one that solves spider-01
+    another way, and one that copies spider-01's gold query (to be decontaminated)."""
+    env = make_env("sql")
+    gold = next(t for t in env.benchmark_tasks() if t.id == "spider-01").gold
+    try:
+        examples = [*sql_examples,
+                    executed_example("Count the dogs kept by girls.", "pets_1", [EQUIVALENT], env),
+                    executed_example("Count the pets of the female students.", "pets_1",
+                                     [f"submit {gold}"], env)]
+        distill = [executed_example("Which dogs do the female students keep?", "pets_1",
+                                    ["SELECT * FROM pets"], env, kind="original")]
+    finally:
+        env.close()
+    rows = [export.example_row(e) for e in examples]
+    data = export.build_dataset([], rows, [export.example_row(e) for e in distill], [])
+    return export.save_dataset(data, "card", tmp_path_factory.mktemp("synth") / "dataset")
+
+
+def copy_first_example(messages: list[dict]) -> str:
+    """The scripted agent: writes a fixed search query, and acts by submitting the first
+    retrieved example's action (or stops when nothing was retrieved)."""
+    prompt = messages[-1]["content"]
+    if "search query" in prompt:
+        return "QUERY: count dogs of female students"
+    match = re.search(r"Step 1 ACTION: (submit .*)", prompt)
+    return f"REASON: copy the example\nACTION: {match.group(1) if match else 'stop'}"
+
+
+def _config(tmp_path: Path, dataset: Path, **retrieval) -> EvalConfig:
+    return EvalConfig.model_validate({
+        "env": "sql", "output_dir": str(tmp_path / "eval"), "dataset": str(dataset),
+        "tasks": TASKS, "step_limit": 2, "agents": [
+            {"name": "zero-shot"},
+            {"name": "LbI-ICL", "retrieval": {"corpus": "examples", "m1": 1, "m2": 1,
+                                              **retrieval}},
+            {"name": "data-distill", "retrieval": {"corpus": "distill",
+                                                   "sources": ["instruction"]}},
+        ]})
+
+
+def test_every_configuration_runs_reports_and_resumes_without_new_calls(tmp_path, dataset):
+    calls: list[str] = []
+
+    def make_model(config, budget):
+        calls.append(config.model)
+        return ScriptedLLM(copy_first_example, name=config.model, budget=budget)
+
+    config = _config(tmp_path, dataset)
+    results = Evaluation(config, make_model=make_model).run()
+    rows = {r["name"]: r for r in results["agents"]}
+    assert [r["name"] for r in results["agents"]] == ["zero-shot", "LbI-ICL", "data-distill"]
+    assert rows["zero-shot"]["solved"] == 0 and rows["zero-shot"]["retrieved_per_step"] is None
+    # The example written another way solves spider-01; the copy of its gold was dropped.
+    assert rows["LbI-ICL"]["solved_tasks"] == ["spider-01"]
+    assert rows["LbI-ICL"]["decontaminated"] == 1 and rows["LbI-ICL"]["corpus_size"] == 6
+    assert rows["data-distill"]["corpus_size"] == 1 and rows["data-distill"]["solved"] == 0
+    # LLM usage per episode includes the query-writing calls (one per step).
+    icl = json.loads((tmp_path / "eval/episodes/LbI-ICL/spider-01.json").read_text())
+    step = icl["steps"][0]
+    assert step["retrieval"]["query"] == "count dogs of female students"
+    assert 1 <= len(step["retrieval"]["ids"]) <= 2
+    assert icl["provenance"]["llm"]["calls"] == 2 * len(icl["steps"])
+    assert rows["LbI-ICL"]["calls"] == sum(
+        json.loads(p.read_text())["provenance"]["llm"]["calls"]
+        for p in (tmp_path / "eval/episodes/LbI-ICL").glob("spider-*.json"))
+
+    table = (tmp_path / "eval/results.md").read_text()
+    assert table.count("\n") == 2 + 3 and "| LbI-ICL | 50.0% (1/2) |" in table
+    assert (tmp_path / "eval/results.png").read_bytes()[:4] == b"\x89PNG"
+    assert (dataset / "index/examples-all-MiniLM-L6-v2/meta.json").exists()
+
+    before = len(calls)
+    again = Evaluation(config, make_model=make_model).run()
+    assert len(calls) == before  # every episode was read back, none rerun
+    assert [r["solved"] for r in again["agents"]] == [r["solved"] for r in results["agents"]]
+
+
+def test_only_runs_the_named_agent_and_keeps_the_other_rows(tmp_path, dataset):
+    config = _config(tmp_path, dataset)
+    Evaluation(config, make_model=lambda c, b: ScriptedLLM(copy_first_example, budget=b)).run()
+    (tmp_path / "eval/episodes/zero-shot/spider-03.json").unlink()
+    ran: list[str] = []
+
+    def make_model(config, budget):
+        ran.append(config.model)
+        return ScriptedLLM(copy_first_example, budget=budget)
+
+    results = Evaluation(config, make_model=make_model).run(only=["zero-shot"])
+    assert len(ran) == 1 and len(results["agents"]) == 3
+    with pytest.raises(ConfigError, match="no agents named"):
+        Evaluation(config, make_model=make_model).run(only=["nobody"])
+
+
+def test_a_changed_configuration_under_the_same_name_is_refused(tmp_path, dataset):
+    def make_model(config, budget):
+        return ScriptedLLM(copy_first_example, budget=budget)
+
+    Evaluation(_config(tmp_path, dataset), make_model=make_model).run(only=["LbI-ICL"])
+    changed = _config(tmp_path, dataset, max_tokens=50)
+    with pytest.raises(ConfigError, match="other settings"):
+        Evaluation(changed, make_model=make_model).run(only=["LbI-ICL"])
+
+
+def test_every_shipped_eval_config_validates():
+    paths = sorted((ROOT / "configs/eval").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        config = load_eval_config(path)
+        assert {"zero-shot", "LbI-ICL"} <= {a.name for a in config.agents}
+
+
+def test_config_errors_name_the_problem(tmp_path, dataset):
+    with pytest.raises(ValueError, match="retrieve from a synthesized dataset"):
+        EvalConfig.model_validate({"env": "sql", "output_dir": "o", "agents": [
+            {"name": "icl", "retrieval": {"corpus": "examples"}}]})
+    with pytest.raises(ValueError, match="distinct"):
+        EvalConfig.model_validate({"env": "sql", "output_dir": "o",
+                                   "agents": [{"name": "a"}, {"name": "a"}]})
+    config = _config(tmp_path, dataset).model_copy(update={"tasks": ["spider-99"]})
+    with pytest.raises(ConfigError, match="unknown task ids"):
+        Evaluation(config, make_model=lambda c, b: ScriptedLLM([])).run()
+    missing = _config(tmp_path, tmp_path / "no-dataset")
+    with pytest.raises(ConfigError, match="no `examples` config"):
+        Evaluation(missing, make_model=lambda c, b: ScriptedLLM(copy_first_example)).run()
