@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from lbi.agent.prompts import HistoryPolicy, render_history
 from lbi.errors import AssetError, ConfigError
 from lbi.io import atomic_write_text
-from lbi.types import Document, Example, Retrieval, Step, Task
+from lbi.types import Document, Example, LLMCall, Retrieval, Step, Task
 
 if TYPE_CHECKING:
     import numpy as np
@@ -299,7 +299,7 @@ class AgenticRetriever:
                 chosen += self.index.by_text(query, self.m2, skip=set(chosen))
         return self._fill(chosen, query, call)
 
-    def _fill(self, chosen: list[int], query, call) -> Retrieval:
+    def _fill(self, chosen: list[int], query: str | None, call: LLMCall | None) -> Retrieval:
         """The reference block: entries in retrieval order while they fit the token budget."""
         parts, ids, used = [], [], 0
         for k in chosen:

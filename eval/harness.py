@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +135,15 @@ class Evaluation:
         with Progress(*columns, console=self.console) as progress:
             bar = progress.add_task(spec.name, total=len(tasks), completed=len(done))
             with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-                for future in [pool.submit(episode, t) for t in todo]:
-                    future.result()
-                    progress.advance(bar)
+                futures = [pool.submit(episode, t) for t in todo]
+                try:
+                    for future in as_completed(futures):
+                        future.result()  # a model error (bad key, budget) ends the evaluation
+                        progress.advance(bar)
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
         trajectories = [done[t.id] for t in tasks]
         row = {"name": spec.name, **settings, "tasks": [t.id for t in tasks],
                "episodes_dir": str(folder),

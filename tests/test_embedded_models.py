@@ -52,3 +52,34 @@ def test_lbi_run_completes_a_spider_episode_with_qwen_0_5b(tmp_path):
     first = traj["steps"][0]
     assert first["observation"].startswith("Database: pets_1") and first["action"]
     assert first["llm"]["output_tokens"] > 0 and not first["llm"]["cache_hit"]
+
+
+def test_lbi_eval_with_agentic_retrieval_on_a_real_model(tmp_path, sql_examples):
+    """`lbi eval` as a user runs it: a dataset on disk, a real embedded model writing the search
+    queries and acting, results files written."""
+    import yaml
+
+    from lbi.synth import export
+
+    rows = [export.example_row(e) for e in sql_examples]
+    export.save_dataset(export.build_dataset([], rows, rows[:1], []), "card", tmp_path / "ds")
+    config = {"env": "sql", "output_dir": str(tmp_path / "eval"), "dataset": str(tmp_path / "ds"),
+              "tasks": ["spider-01"], "step_limit": 1,
+              "model": {"model": "local/smollm2-135m", "max_tokens": 64},
+              "agents": [{"name": "zero-shot"},
+                         {"name": "LbI-ICL", "retrieval": {"corpus": "examples", "m1": 2,
+                                                           "m2": 2, "max_tokens": 600}}]}
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(config))
+    out = subprocess.run(["lbi", "eval", "--config", str(tmp_path / "eval.yaml")],
+                         capture_output=True, text=True, timeout=900,
+                         env={**__import__("os").environ, "LBI_CACHE_DIR": str(tmp_path / "c"),
+                              "COLUMNS": "200"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    results = json.loads((tmp_path / "eval/results.json").read_text())
+    assert [r["name"] for r in results["agents"]] == ["zero-shot", "LbI-ICL"]
+    icl = json.loads((tmp_path / "eval/episodes/LbI-ICL/spider-01.json").read_text())
+    step = icl["steps"][0]
+    assert step["retrieval"]["ids"] and 0 < step["retrieval"]["tokens"] <= 600
+    assert step["retrieval"]["llm"]["output_tokens"] > 0  # the model wrote a query
+    assert icl["provenance"]["llm"]["calls"] >= 2
+    assert "| LbI-ICL |" in (tmp_path / "eval/results.md").read_text()

@@ -57,7 +57,7 @@ def copy_first_example(messages: list[dict]) -> str:
 def _config(tmp_path: Path, dataset: Path, **retrieval) -> EvalConfig:
     return EvalConfig.model_validate({
         "env": "sql", "output_dir": str(tmp_path / "eval"), "dataset": str(dataset),
-        "tasks": TASKS, "step_limit": 2, "agents": [
+        "tasks": TASKS, "step_limit": 2, "concurrency": 2, "agents": [
             {"name": "zero-shot"},
             {"name": "LbI-ICL", "retrieval": {"corpus": "examples", "m1": 1, "m2": 1,
                                               **retrieval}},
