@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,18 @@ from lbi.types import Task, Trajectory
 ModelFactory = Callable[[LLMConfig, Budget], ChatModel]
 
 
+@lru_cache(maxsize=16)
 def token_counter(model: str) -> Callable[[str], int]:
     """Tokens of a text for ``model`` (litellm's tokenizer for the provider; tiktoken's
-    cl100k estimate for models it does not know, such as the embedded ones)."""
+    cl100k estimate for models it does not know, such as the embedded ones). Memoized: the same
+    retrieved examples are counted again at every step."""
     import litellm
 
-    return lambda text: litellm.token_counter(model=model, text=text)
+    @lru_cache(maxsize=100_000)
+    def count(text: str) -> int:
+        return litellm.token_counter(model=model, text=text)
+
+    return count
 
 
 class Evaluation:
