@@ -14,7 +14,9 @@ skipping duplicates, and fills the reference block up to a token budget.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -87,7 +89,7 @@ class Embedder:
                              ) from None
         self.dim = self.model.get_embedding_dimension()
         self._lock = threading.Lock()
-        self._query = lru_cache(maxsize=4096)(self._encode_one)
+        self._query = lru_cache(maxsize=4096)(lambda text: self.encode([text])[0])
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Vectors of ``texts`` (rows normalized to unit length)."""
@@ -95,20 +97,6 @@ class Embedder:
             return self.model.encode(list(texts), batch_size=batch_size,
                                      normalize_embeddings=True, convert_to_numpy=True,
                                      show_progress_bar=len(texts) > 5000).astype("float32")
-
-    def _encode_one(self, text: str) -> np.ndarray:
-        import torch
-
-        # One short text: a single thread is faster than fanning out (and does not fight the
-        # LLM's threads for the cores); batches keep torch's default.
-        with self._lock:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                return self.model.encode([text], normalize_embeddings=True,
-                                         convert_to_numpy=True)[0].astype("float32")
-            finally:
-                torch.set_num_threads(threads)
 
     def query(self, text: str) -> np.ndarray:
         """One query's vector (cached: instructions repeat at every step)."""
@@ -123,10 +111,20 @@ def _embedder_path(name: str) -> str:
     return name
 
 
-def _tokenize(texts: list[str]) -> list[list[str]]:
+def _bm25s():
     import bm25s
 
-    return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG on import
+    return bm25s
+
+
+def _bm25_backend() -> str:
+    """bm25s's numba backend scores 250k observations in ~1 ms instead of ~18 ms (numpy)."""
+    return "numba" if importlib.util.find_spec("numba") else "numpy"
+
+
+def _tokenize(texts: list[str]) -> list[list[str]]:
+    return _bm25s().tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
 
 
 class RetrievalIndex:
@@ -146,17 +144,17 @@ class RetrievalIndex:
               vectors: np.ndarray | None = None) -> RetrievalIndex:
         """Index ``entries`` (observations tokenized for BM25, keys embedded unless their
         ``vectors`` are given, one unit-length row per entry)."""
-        import bm25s
         import numpy as np
         from usearch.index import Index
 
+        bm25s = _bm25s()
         entries = list(entries)
         texts, owners = [], []
         for k, entry in enumerate(entries):
             for observation in entry.observations:
                 texts.append(observation)
                 owners.append(k)
-        bm25 = bm25s.BM25()
+        bm25 = bm25s.BM25(backend=_bm25_backend())
         if texts:
             bm25.index(bm25s.tokenize(texts, stopwords="en", show_progress=False),
                        show_progress=False)
@@ -191,10 +189,10 @@ class RetrievalIndex:
 
     @classmethod
     def load(cls, folder: Path, embedder: Embedder) -> RetrievalIndex:
-        import bm25s
         import numpy as np
         from usearch.index import Index
 
+        bm25s = _bm25s()
         meta = json.loads((folder / "meta.json").read_text())
         if meta["embedder"] != embedder.name:
             raise ConfigError(f"the index in {folder} was built with {meta['embedder']!r}, not "
@@ -202,7 +200,10 @@ class RetrievalIndex:
         entries = [Entry(**json.loads(line))
                    for line in (folder / "entries.jsonl").read_text().splitlines()]
         owners = np.load(folder / "owners.npy")
-        bm25 = bm25s.BM25.load(str(folder / "bm25")) if len(owners) else bm25s.BM25()
+        backend = _bm25_backend()
+        bm25 = (bm25s.BM25.load(str(folder / "bm25"), override_params={"backend": backend},
+                                show_progress=False)
+                if len(owners) else bm25s.BM25(backend=backend))
         vectors = Index.restore(str(folder / "vectors.usearch"))
         if vectors is None:  # an index saved empty
             vectors = Index(ndim=embedder.dim, metric="cos", dtype="f32")
