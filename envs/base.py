@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -86,3 +87,25 @@ def chunk_text(text: str, max_chars: int) -> list[str]:
     if current:
         chunks.append(current)
     return chunks
+
+
+class EnvPerThread:
+    """One environment instance per worker thread (instances are never shared between threads),
+    created on first use; ``close()`` closes them all."""
+
+    def __init__(self, create: Callable[[], Environment]) -> None:
+        self._create = create
+        self._local = threading.local()
+        self._all: list[Environment] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Environment:
+        if not hasattr(self._local, "env"):
+            self._local.env = self._create()
+            with self._lock:
+                self._all.append(self._local.env)
+        return self._local.env
+
+    def close(self) -> None:
+        for env in self._all:
+            env.close()

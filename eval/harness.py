@@ -9,7 +9,6 @@ error rather than a silently mixed row.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -25,7 +24,7 @@ from lbi.agent.loop import Agent, AgentConfig, ChatModel, Reference
 from lbi.agent.retrieval import AgenticRetriever, Embedder
 from lbi.config import redact_secrets
 from lbi.envs import get_env_info
-from lbi.envs.base import Environment
+from lbi.envs.base import Environment, EnvPerThread
 from lbi.errors import ConfigError
 from lbi.eval import report
 from lbi.eval.config import AgentSpec, EvalConfig, RetrievalConfig
@@ -59,19 +58,13 @@ class Evaluation:
         self.console = console or Console()
         self.make_model = make_model
         self.env_info = get_env_info(config.env)
-        self._local = threading.local()
-        self._envs: list[Environment] = []
-        self._lock = threading.Lock()
+        self._envs = EnvPerThread(lambda: self.env_info.create(**config.env_args))
         self._embedders: dict[str, Embedder] = {}
         self._corpora: dict[tuple[str, str], Corpus] = {}
 
     def env(self) -> Environment:
         """This thread's environment instance."""
-        if not hasattr(self._local, "env"):
-            self._local.env = self.env_info.create(**self.config.env_args)
-            with self._lock:
-                self._envs.append(self._local.env)
-        return self._local.env
+        return self._envs.get()
 
     def held_out_tasks(self) -> list[Task]:
         tasks = self.env().benchmark_tasks()
@@ -111,8 +104,7 @@ class Evaluation:
             for agent in agents:
                 self.run_agent(agent, tasks)
         finally:
-            for env in self._envs:
-                env.close()
+            self._envs.close()
         # Rows of every configured agent that has a complete result (from this or earlier runs).
         rows = [row for a in self.config.agents
                 if (path := self._folder(a) / "row.json").exists()

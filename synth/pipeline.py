@@ -9,7 +9,6 @@ final stats table (also in ``stats.json`` and the dataset card).
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -24,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lbi.agent.llm import LLM, Budget, LLMConfig
 from lbi.agent.loop import Agent, AgentConfig, ChatModel
 from lbi.envs import get_env_info
-from lbi.envs.base import Environment
+from lbi.envs.base import Environment, EnvPerThread
 from lbi.errors import BudgetExceeded, ConfigError
 from lbi.synth import backward, export, taskgen
 from lbi.synth.card import dataset_card
@@ -62,9 +61,7 @@ class Synthesis:
         self.deadline = (time.monotonic() + config.budget.max_wall_s
                          if config.budget.max_wall_s else None)
         self.env_info = get_env_info(config.env)
-        self._envs = threading.local()
-        self._all_envs: list[Environment] = []
-        self._envs_lock = threading.Lock()
+        self._envs = EnvPerThread(lambda: self.env_info.create(**config.env_args))
         self.stats: dict[str, Any] = {"stages": {}}
         self.stopped_by: str | None = None
         """Why the run stopped early (a budget), if it did."""
@@ -73,11 +70,7 @@ class Synthesis:
     # ---- helpers ------------------------------------------------------------------------------
     def env(self) -> Environment:
         """This thread's environment instance (environments are not shared between threads)."""
-        if not hasattr(self._envs, "env"):
-            self._envs.env = self.env_info.create(**self.config.env_args)
-            with self._envs_lock:
-                self._all_envs.append(self._envs.env)
-        return self._envs.env
+        return self._envs.get()
 
     def _check_time(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -317,8 +310,7 @@ class Synthesis:
             self.stats.setdefault("stopped_by_budget", self.stopped_by)
             self.stats["wall_s"] = round(time.perf_counter() - self.started, 1)
             write_json(self.out / "stats.json", self.stats)
-            for env in self._all_envs:
-                env.close()
+            self._envs.close()
 
     def _summarize(self, counts: dict[str, int]) -> None:
         wall = time.perf_counter() - self.started
