@@ -39,14 +39,15 @@ def system_message(env_name: str, action_space: str) -> str:
     return SYSTEM_TEMPLATE.format(env=env_name, action_space=action_space)
 
 
-def _cut(text: str, limit: int) -> str:
+def cut_text(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked."""
     return text if len(text) <= limit else text[:limit] + " …[cut]"
 
 
 def render_history(steps: list[Step], policy: HistoryPolicy) -> str:
     """Past steps (the observation seen, the action taken), oldest first, fitted to the budget."""
     blocks = [
-        f"Step {k + 1}\nOBSERVATION: {_cut(s.observation, policy.observation_chars)}\n"
+        f"Step {k + 1}\nOBSERVATION: {cut_text(s.observation, policy.observation_chars)}\n"
         f"ACTION: {s.action}"
         for k, s in enumerate(steps)
     ]

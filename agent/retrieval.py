@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from lbi.agent.prompts import HistoryPolicy, render_history
+from lbi.agent.prompts import HistoryPolicy, cut_text, render_history
 from lbi.errors import AssetError, ConfigError
 from lbi.io import atomic_write_text
 from lbi.types import Document, Example, LLMCall, Retrieval, Step, Task
@@ -53,15 +53,11 @@ class Entry:
     """What goes into the reference block."""
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + " …[cut]"
-
-
 def example_entry(example: Example, observation_chars: int = 400) -> Entry:
     """An example as an entry: instruction plus the trajectory it pairs with."""
     lines = [f"### Example: {example.instruction}"]
     for k, step in enumerate(example.steps, start=1):
-        lines += [f"Step {k} OBSERVATION: {_cut(step.observation, observation_chars)}",
+        lines += [f"Step {k} OBSERVATION: {cut_text(step.observation, observation_chars)}",
                   f"Step {k} ACTION: {step.action}"]
     return Entry(id=example.id, key=example.instruction,
                  observations=[s.observation for s in example.steps], text="\n".join(lines))
@@ -70,7 +66,7 @@ def example_entry(example: Example, observation_chars: int = 400) -> Entry:
 def document_entry(doc: Document, chars: int = 1500) -> Entry:
     """A documentation chunk as an entry (the RAG baseline)."""
     return Entry(id=doc.id, key=f"{doc.title}\n{doc.text[:500]}", observations=[doc.text],
-                 text=f"### {doc.title}\n{_cut(doc.text, chars)}")
+                 text=f"### {doc.title}\n{cut_text(doc.text, chars)}")
 
 
 class Embedder:
@@ -209,7 +205,7 @@ class RetrievalIndex:
             vectors = Index(ndim=embedder.dim, metric="cos", dtype="f32")
         return cls(entries, bm25, owners, vectors, embedder)
 
-    def by_observation(self, observation: str, k: int, skip: set[int] = frozenset()) -> list[int]:
+    def by_observation(self, observation: str, k: int) -> list[int]:
         """Up to ``k`` entries whose observations best match ``observation`` (BM25 > 0)."""
         if k <= 0 or not len(self.owners):
             return []
@@ -218,7 +214,7 @@ class RetrievalIndex:
         found: list[int] = []
         for doc, score in zip(docs[0], scores[0], strict=True):
             owner = int(self.owners[doc])
-            if score > 0 and owner not in skip and owner not in found:
+            if score > 0 and owner not in found:
                 found.append(owner)
                 if len(found) == k:
                     break
@@ -253,7 +249,7 @@ def query_messages(env: str, task: Task, steps: list[Step], observation: str) ->
     """The prompt that asks the LLM for a retrieval query (model-based retrieval)."""
     history = render_history(steps, HistoryPolicy(observation_chars=300, max_chars=2500))
     return [{"role": "user", "content": QUERY_PROMPT.format(
-        env=env, instruction=task.instruction, history=history, observation=_cut(observation,
+        env=env, instruction=task.instruction, history=history, observation=cut_text(observation,
                                                                                  1200))}]
 
 

@@ -13,6 +13,11 @@ from lbi.agent.retrieval import DEFAULT_EMBEDDER, Source
 from lbi.config import Strict, load_yaml_config
 
 
+def slug(name: str) -> str:
+    """``name`` as a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+
+
 class RetrievalConfig(Strict):
     """Retrieval-augmented ICL for one agent configuration."""
 
@@ -48,7 +53,7 @@ class AgentSpec(Strict):
 
     @property
     def slug(self) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.name).strip("_")
+        return slug(self.name)
 
 
 class EvalConfig(Strict):

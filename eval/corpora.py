@@ -8,7 +8,6 @@ tasks are dropped before indexing (decontamination), and the count is reported.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from rich.console import Console
 from lbi.agent.retrieval import Embedder, Entry, RetrievalIndex, document_entry, example_entry
 from lbi.envs.base import Environment
 from lbi.errors import ConfigError
+from lbi.eval.config import slug
 from lbi.synth.decontam import Decontaminator
 from lbi.synth.export import example_from_row, load_dataset_dir
 from lbi.types import Task, content_id
@@ -53,9 +53,8 @@ def open_corpus(corpus: str, *, dataset: Path | None, cache_root: Path, env: Env
     if not entries:
         raise ConfigError(f"the `{corpus}` corpus is empty (after decontamination: {dropped} "
                           "dropped); synthesize more data or remove the rows that use it")
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", embedder.name)
     root = dataset / "index" if corpus != "docs" and dataset else cache_root / "index"
-    folder = root / f"{corpus}-{slug}"
+    folder = root / f"{corpus}-{slug(embedder.name)}"
     fingerprint = content_id([e.id for e in entries], [e.text for e in entries], embedder.name)
     if RetrievalIndex.saved_fingerprint(folder) == fingerprint:
         return Corpus(RetrievalIndex.load(folder, embedder), dropped)

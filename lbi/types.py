@@ -75,7 +75,7 @@ class Retrieval(BaseModel):
     llm: LLMCall | None = None
     """The query-writing call."""
     text: str = Field("", exclude=True)
-    """The block itself (not saved: it is rebuilt from ``ids``)."""
+    """The block itself (not saved with the step: ``ids`` name what it held)."""
 
 
 class Step(BaseModel):
