@@ -20,12 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lbi.agent.llm import LLM, Budget, LLMConfig
+from lbi.agent.local import LOCAL_PREFIX, resolve_gguf
 from lbi.agent.loop import Agent, AgentConfig, ChatModel, Reference
 from lbi.agent.retrieval import AgenticRetriever, Embedder
 from lbi.config import redact_secrets
 from lbi.envs import get_env_info
 from lbi.envs.base import Environment, EnvPerThread
-from lbi.errors import ConfigError
+from lbi.errors import ConfigError, ModelError
 from lbi.eval import report
 from lbi.eval.config import AgentSpec, EvalConfig, RetrievalConfig
 from lbi.eval.corpora import Corpus, open_corpus
@@ -99,6 +100,7 @@ class Evaluation:
                 raise ConfigError(f"no agents named {sorted(unknown)} in the config; "
                                   f"there are: {', '.join(a.name for a in agents)}")
             agents = [a for a in agents if a.name in only]
+        self.check_models(agents)
         try:
             tasks = self.held_out_tasks()
             for agent in agents:
@@ -113,6 +115,17 @@ class Evaluation:
                    "step_limit": self.config.step_limit, "agents": rows}
         report.write(results, self.config.output_dir)
         return results
+
+    def check_models(self, agents: list[AgentSpec]) -> None:
+        """Fail before any episode if a local model file is missing (e.g. not trained yet)."""
+        for spec in agents:
+            model = self.config.model_for(spec).model
+            if model.startswith(LOCAL_PREFIX):
+                try:
+                    resolve_gguf(model)
+                except ModelError as exc:
+                    raise ConfigError(f"agent {spec.name!r}: {exc}\nRun the other rows with "
+                                      "--only NAME, or produce the model first.") from None
 
     def run_agent(self, spec: AgentSpec, tasks: list[Task]) -> dict[str, Any]:
         """All episodes of one agent configuration (finished ones are read back, not rerun)."""

@@ -1,18 +1,36 @@
-"""Examples → step-level action-prediction conversations (PAPER.md §5, Training).
+"""Examples → chat conversations for supervised fine-tuning (PAPER.md §5, Training).
 
-Each step of an example becomes one conversation in exactly the prompt the agent sees at
-inference (system / objective / history / current observation), answered by
-``REASON: … ACTION: …``. The history is the example's own earlier steps.
+``step_conversations`` is the paper's format: each step of an example becomes one conversation in
+exactly the prompt the agent sees at inference (system / objective / history / current
+observation), answered by ``REASON: … ACTION: …``; the history is the example's own earlier
+steps. ``trajectory_conversation`` is the alternative: the whole example as one multi-turn chat
+(observations as user turns, actions as assistant turns), every action trained.
+
+These are pure functions of an ``Example``; the dataset export publishes the step format as the
+``sft`` config, and ``train/sft.py`` uses the same functions for the ``examples``/``distill``
+configs, so the training rows are the same however the data reaches the trainer.
 """
 
 from __future__ import annotations
 
-from lbi.agent.prompts import HistoryPolicy, build_messages, format_response
+from typing import Literal
+
+from lbi.agent.prompts import (
+    HistoryPolicy,
+    build_messages,
+    format_response,
+    render_history,
+    system_message,
+    user_message,
+)
 from lbi.types import Example
+
+Messages = list[dict[str, str]]
+ConversationFormat = Literal["step", "trajectory"]
 
 
 def step_conversations(example: Example, action_space: str,
-                       policy: HistoryPolicy | None = None) -> list[list[dict[str, str]]]:
+                       policy: HistoryPolicy | None = None) -> list[Messages]:
     """One ``messages`` list per step of ``example``, ending with the assistant's action."""
     policy = policy or HistoryPolicy()
     conversations = []
@@ -24,3 +42,26 @@ def step_conversations(example: Example, action_space: str,
                          "content": format_response(step.reasoning, step.action)})
         conversations.append(messages)
     return conversations
+
+
+def trajectory_conversation(example: Example, action_space: str) -> Messages:
+    """The whole example as one chat: the first user turn carries the objective and the first
+    observation, later user turns the observation each action produced."""
+    messages = [{"role": "system", "content": system_message(example.env, action_space)}]
+    for k, step in enumerate(example.steps):
+        content = (user_message(example.instruction, render_history([], HistoryPolicy()),
+                                step.observation) if k == 0
+                   else f"## Current observation\n{step.observation}")
+        messages += [{"role": "user", "content": content},
+                     {"role": "assistant", "content": format_response(step.reasoning, step.action)}]
+    return messages
+
+
+def conversations(example: Example, action_space: str,
+                  conversation_format: ConversationFormat = "step") -> list[Messages]:
+    """The training conversations of one example in the chosen format."""
+    if conversation_format == "step":
+        return step_conversations(example, action_space)
+    if conversation_format == "trajectory":
+        return [trajectory_conversation(example, action_space)] if example.steps else []
+    raise ValueError(f"unknown conversation format {conversation_format!r} (step or trajectory)")
