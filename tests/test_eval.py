@@ -150,3 +150,20 @@ def test_config_errors_name_the_problem(tmp_path, dataset):
     missing = _config(tmp_path, tmp_path / "no-dataset")
     with pytest.raises(ConfigError, match="no `examples` config"):
         Evaluation(missing, make_model=lambda c, b: ScriptedLLM(copy_first_example)).run()
+
+
+def test_a_fine_tuned_row_whose_model_file_is_missing_stops_before_any_episode(tmp_path,
+                                                                                dataset):
+    config = EvalConfig.model_validate({
+        "env": "sql", "output_dir": str(tmp_path / "eval"), "tasks": TASKS, "agents": [
+            {"name": "zero-shot"},
+            {"name": "fine-tuned", "model": {"model": f"local/{tmp_path}/untrained.gguf"}}]})
+    ran: list[str] = []
+
+    def make_model(config, budget):
+        ran.append(config.model)
+        return ScriptedLLM(copy_first_example, budget=budget)
+
+    with pytest.raises(ConfigError, match="agent 'fine-tuned': no GGUF file at .*untrained"):
+        Evaluation(config, make_model=make_model).run()
+    assert ran == [] and not (tmp_path / "eval" / "episodes").exists()

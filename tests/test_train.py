@@ -116,6 +116,12 @@ def test_rows_over_max_length_are_dropped_counted_and_warned_about(tokenizer, sq
     assert f"dropped {too_long} of {len(rows)} rows" in caplog.text
 
 
+def test_a_broken_row_is_named_in_the_error(tokenizer):
+    broken = [{"role": "user", "content": "hi"}, {"content": "no role"}]
+    with pytest.raises(LbiError, match="row 'r7' cannot be rendered"):
+        tokenize_rows(tokenizer, [("r7", broken)], max_length=None)
+
+
 def test_a_template_that_rewrites_earlier_turns_is_refused(tokenizer, sql_examples):
     odd = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
     odd.chat_template = ("{{ messages | length }}{% for m in messages %}<{{ m.role }}>"
@@ -157,7 +163,7 @@ def _args(model: Path, data: Path, out: Path, **overrides: object) -> list[str]:
     args = {"model_name_or_path": model, "dataset_name": data, "output_dir": out,
             "use_peft": True, "lora_r": 8, "lora_alpha": 16, "lora_target_modules": "all-linear",
             "use_cpu": True, "bf16": False, "activation_checkpointing": False,
-            "per_device_train_batch_size": 2, "learning_rate": 5e-3, "max_steps": 12,
+            "per_device_train_batch_size": 2, "learning_rate": 5e-3, "max_steps": 8,
             "logging_steps": 1, "save_strategy": "no", "report_to": "none", "seed": 0,
             "max_length": 4096, "optim": "adamw_torch", "disable_tqdm": True, **overrides}
     return [x for k, v in args.items() for x in (f"--{k}", str(v))]
@@ -175,15 +181,17 @@ def test_sft_trains_a_tiny_model_on_actions_only_and_its_loss_drops(tiny_model, 
     from lbi.train.sft import main
 
     out = tmp_path / "run"
-    main(*_parse(_args(tiny_model, synth_dataset, out)))
+    # Full fine-tuning: LoRA on a random 32-wide model barely moves (its output layer is frozen);
+    # LoRA itself is exercised by the launch test below and the adapter round trip.
+    main(*_parse(_args(tiny_model, synth_dataset, out, use_peft=False, learning_rate=1e-2)))
     summary = json.loads((out / "training_summary.json").read_text())
     losses = [h["loss"] for h in summary["log_history"] if "loss" in h]
-    assert len(losses) == 12 and summary["resumed_from"] is None
-    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
+    assert len(losses) == 8 and summary["resumed_from"] is None
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.5, losses  # nats
     tokenization = summary["tokenization"]
     assert tokenization["kept"] == tokenization["rows"] == 6
     assert 0 < tokenization["trained_tokens"] < tokenization["tokens"] / 3
-    assert (out / "adapter_model.safetensors").is_file()
+    assert (out / "model.safetensors").is_file()
     card = (out / "README.md").read_text()
     assert "## Learn-by-interact training data" in card and "action tokens" in card
 
@@ -288,3 +296,53 @@ def test_every_accelerate_config_loads(path):
     assert config.mixed_precision == "bf16"
     if path.stem == "zero3":
         assert config.deepspeed_config["zero_stage"] == 3
+
+
+# --- GGUF export (real GGUF, real llama.cpp) ---------------------------------------------------
+
+@pytest.mark.slow
+def test_a_gguf_with_the_adapter_merged_runs_in_llama_cpp_like_the_trained_model(tmp_path):
+    """SmolLM2 is a llama-architecture GGUF: llama.cpp permutes its query/key rows, so this
+    also checks that the delta gets the same permutation."""
+    import numpy as np
+    from llama_cpp import Llama
+    from peft import LoraConfig, get_peft_model
+
+    from lbi.agent.local import resolve_gguf
+    from lbi.train.gguf_export import export_merged_gguf
+    from lbi.train.models import load_model
+
+    name = "local/smollm2-135m"
+    tok = load_tokenizer(name)
+    torch.manual_seed(0)
+    model = get_peft_model(load_model(name), LoraConfig(r=8, lora_alpha=16,
+                                                        target_modules="all-linear"))
+    for param_name, param in model.named_parameters():
+        if "lora_B" in param_name:  # as if trained: a delta large enough to change the outputs
+            param.data.normal_(0, 0.1)
+    summary = export_merged_gguf(model, resolve_gguf(name), tmp_path / "model.gguf")
+    assert summary["merged_tensors"] == 30 * 7  # 30 blocks x (q k v o gate up down)
+
+    ids = tok("<|im_start|>user\nWrite SQL that counts the rows of table t.<|im_end|>\n"
+              "<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        trained = model(torch.tensor([ids])).logits[0].numpy()
+        with model.disable_adapter():
+            base = model(torch.tensor([ids])).logits[0].numpy()
+
+    def llama_logits(path: Path) -> np.ndarray:
+        llm = Llama(model_path=str(path), logits_all=True, n_ctx=256, verbose=False)
+        llm.eval(ids)
+        return np.array(llm.scores[: len(ids)])
+
+    served_trained = llama_logits(tmp_path / "model.gguf")
+    served_base = llama_logits(resolve_gguf(name))
+    # What the adapter changes, as llama.cpp serves it vs as transformers computes it: the
+    # same direction (a wrong layout or name would give noise), well above the numeric noise
+    # between the two runtimes.
+    effect, served_effect = trained - base, served_trained - served_base
+    assert np.corrcoef(effect.ravel(), served_effect.ravel())[0, 1] > 0.95
+    assert np.abs(effect).mean() > 3 * np.abs(served_base - base).mean()
+    with pytest.raises(LbiError, match="not the model's base GGUF"):
+        export_merged_gguf(model, resolve_gguf("local/qwen2.5-coder-0.5b"), tmp_path / "x.gguf")
+    assert not (tmp_path / "x.gguf").exists()

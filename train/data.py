@@ -112,8 +112,14 @@ def tokenize_rows(tokenizer: Any, rows: Iterable[tuple[str, Messages]],
     out = []
     for row_id, messages in rows:
         report.rows += 1
-        tokens = tokenize_conversation(
-            tokenizer, fold_system(messages) if report.system_folded else messages)
+        try:
+            tokens = tokenize_conversation(
+                tokenizer, fold_system(messages) if report.system_folded else messages)
+        except LbiError:
+            raise
+        except Exception as exc:  # a malformed row: name it instead of a template traceback
+            raise LbiError(f"row {row_id!r} cannot be rendered by the chat template: "
+                           f"{type(exc).__name__}: {exc}") from None
         n = len(tokens["input_ids"])
         report.longest = max(report.longest, n)
         if max_length is not None and n > max_length:

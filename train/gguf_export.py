@@ -69,7 +69,10 @@ def export_merged_gguf(model: Any, base_gguf: Path, out: Path, qtype: str = "Q8_
         if gguf_name not in tensors:
             raise LbiError(f"{module}: no tensor {gguf_name!r} in {base_gguf.name}")
         tensor = tensors[gguf_name]
-        original = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(base.shape)
+        original = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+        if original.shape != base.shape:
+            raise LbiError(f"{module}: trained weight {base.shape} != {gguf_name} "
+                           f"{original.shape} in {base_gguf.name}: not the model's base GGUF")
         layouts = [lambda w: w] + [lambda w, h=h: _rope_permute(w, h) for h in heads
                                    if base.shape[0] % (2 * h) == 0]
         for layout in layouts:

@@ -87,26 +87,36 @@ def conversation_rows(split: Any,
                       script_args: LbiScriptArguments) -> Iterator[tuple[str, Messages]]:
     """``(row id, messages)`` for every training conversation of a split."""
     if "messages" in split.column_names:
+        if script_args.conversation_format != "step":
+            raise LbiError("the sft config holds step conversations; for "
+                           f"conversation_format={script_args.conversation_format!r} train on "
+                           "dataset_config examples (or distill)")
         for row in split:
             yield row["id"], row["messages"]
         return
-    from lbi.envs import ENVIRONMENTS
+    from lbi.envs import make_env
     from lbi.synth.export import example_from_row
 
     action_spaces: dict[str, str] = {}
     for row in split:
         example = example_from_row(row)
         if example.env not in action_spaces:
-            action_spaces[example.env] = ENVIRONMENTS[example.env].create().action_space
+            env = make_env(example.env)
+            action_spaces[example.env] = env.action_space
+            env.close()
         for k, messages in enumerate(conversations(example, action_spaces[example.env],
                                                    script_args.conversation_format)):
             yield f"{example.id}-{k}", messages
 
 
-def tokenized_split(split: Any, tokenizer: Any, script_args: LbiScriptArguments,
+def tokenized_split(dataset: Any, name: str, tokenizer: Any, script_args: LbiScriptArguments,
                     max_length: int | None) -> tuple[Any, TokenizeReport]:
+    """Split ``name`` as ``input_ids`` + ``labels`` rows, and what tokenization dropped."""
     from datasets import Dataset
 
+    if name not in dataset:
+        raise LbiError(f"the dataset has no {name!r} split; it has: {', '.join(dataset)}")
+    split = dataset[name]
     rows, report = tokenize_rows(tokenizer, conversation_rows(split, script_args), max_length)
     if not rows:
         raise LbiError(f"no training rows left ({report.rows} read, {report.dropped_too_long} "
@@ -151,7 +161,7 @@ def write_card(trainer: SFTTrainer, script_args: LbiScriptArguments, model_args:
                "conversation_format": script_args.conversation_format,
                "tokenization": report.as_dict(), **extra}
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
-    lines = ["", "## Learn-by-interact training data", "",
+    lines = ["## Learn-by-interact training data", "",
              f"- dataset: `{script_args.dataset_name}`, config `{script_args.dataset_config}`, "
              f"format `{script_args.conversation_format}` (prompt = the agent's inference prompt, "
              "PAPER.md §5)",
@@ -167,7 +177,7 @@ def write_card(trainer: SFTTrainer, script_args: LbiScriptArguments, model_args:
                      f"merged, {extra['gguf']['qtype']}); `lbi eval` model string "
                      f"`local/{out / 'model.gguf'}`")
     card = out / "README.md"
-    card.write_text(card.read_text() + "\n".join(lines) + "\n")
+    card.write_text(card.read_text().rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
 
 
 def use_all_cores(script_args: LbiScriptArguments, training_args: SFTConfig) -> None:
@@ -191,11 +201,11 @@ def main(script_args: LbiScriptArguments, training_args: SFTConfig,
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision,
                                training_args.trust_remote_code)
     dataset = get_dataset(script_args)
-    train_dataset, report = tokenized_split(dataset[script_args.dataset_train_split], tokenizer,
+    train_dataset, report = tokenized_split(dataset, script_args.dataset_train_split, tokenizer,
                                             script_args, training_args.max_length)
     eval_dataset = None
     if training_args.eval_strategy != "no":
-        eval_dataset, _ = tokenized_split(dataset[script_args.dataset_test_split], tokenizer,
+        eval_dataset, _ = tokenized_split(dataset, script_args.dataset_test_split, tokenizer,
                                           script_args, training_args.max_length)
     log.info("training rows: %d kept of %d (%d over max_length); %d tokens, %d in the loss",
              report.kept, report.rows, report.dropped_too_long, report.tokens,
