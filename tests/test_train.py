@@ -346,3 +346,14 @@ def test_a_gguf_with_the_adapter_merged_runs_in_llama_cpp_like_the_trained_model
     with pytest.raises(LbiError, match="not the model's base GGUF"):
         export_merged_gguf(model, resolve_gguf("local/qwen2.5-coder-0.5b"), tmp_path / "x.gguf")
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_push_to_hub_without_the_hub_fails_before_training_with_one_clear_error(
+        tiny_model, synth_dataset, tmp_path):
+    from lbi.train.sft import main
+
+    out = tmp_path / "run"
+    with pytest.raises(LbiError, match="(?s)cannot reach the Hub repo 'someone/lbi-test'.*"
+                                       "Nothing was trained"):  # HF_HUB_OFFLINE=1 in tests
+        main(*_parse(_args(tiny_model, synth_dataset, out, max_steps=1, push_to_hub=True,
+                           hub_model_id="someone/lbi-test")))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser
 
 from lbi.errors import LbiError
@@ -211,9 +212,14 @@ def main(script_args: LbiScriptArguments, training_args: SFTConfig,
              report.kept, report.rows, report.dropped_too_long, report.tokens,
              report.trained_tokens)
 
-    trainer = SFTTrainer(model=get_model(model_args, training_args), args=training_args,
-                         train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=tokenizer, peft_config=get_peft_config(model_args))
+    try:  # with push_to_hub the Trainer creates the Hub repo first: fail before training
+        trainer = SFTTrainer(model=get_model(model_args, training_args), args=training_args,
+                             train_dataset=train_dataset, eval_dataset=eval_dataset,
+                             processing_class=tokenizer, peft_config=get_peft_config(model_args))
+    except (HfHubHTTPError, OfflineModeIsEnabled) as exc:
+        raise LbiError(f"cannot reach the Hub repo {training_args.hub_model_id!r}: {exc}\n"
+                       "Nothing was trained. Log in (`hf auth login` or HF_TOKEN) or drop "
+                       "--push_to_hub.") from None
     checkpoint = last_checkpoint(training_args)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
@@ -237,7 +243,13 @@ def main(script_args: LbiScriptArguments, training_args: SFTConfig,
             model.merge_and_unload().save_pretrained(merged)
             tokenizer.save_pretrained(merged)
     if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        try:
+            trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        except (HfHubHTTPError, OfflineModeIsEnabled) as exc:
+            raise LbiError(f"push to the Hub failed: {exc}\nThe model is saved in "
+                           f"{training_args.output_dir}; push it later with "
+                           f"`hf upload {training_args.hub_model_id} "
+                           f"{training_args.output_dir}`.") from None
     if hasattr(trainer, "end"):
         trainer.end()
 
