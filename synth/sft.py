@@ -23,6 +23,7 @@ from lbi.agent.prompts import (
     system_message,
     user_message,
 )
+from lbi.errors import ConfigError
 from lbi.types import Example
 
 Messages = list[dict[str, str]]
@@ -64,4 +65,4 @@ def conversations(example: Example, action_space: str,
         return step_conversations(example, action_space)
     if conversation_format == "trajectory":
         return [trajectory_conversation(example, action_space)] if example.steps else []
-    raise ValueError(f"unknown conversation format {conversation_format!r} (step or trajectory)")
+    raise ConfigError(f"unknown conversation format {conversation_format!r} (step or trajectory)")

@@ -79,7 +79,7 @@ def test_trajectory_rows_train_every_action_turn_and_no_observation(tokenizer, s
     assert [tokenizer.decode(tokens["input_ids"][a:b]) for a, b in runs] == [
         m["content"] + "<|im_end|>" for m in messages if m["role"] == "assistant"]
     assert "SELECT * FROM student LIMIT 2" in messages[2]["content"]
-    with pytest.raises(ValueError, match="unknown conversation format"):
+    with pytest.raises(LbiError, match="unknown conversation format"):
         conversations(example, ACTION_SPACE, "turns")
 
 
@@ -315,8 +315,10 @@ def test_a_gguf_with_the_adapter_merged_runs_in_llama_cpp_like_the_trained_model
     name = "local/smollm2-135m"
     tok = load_tokenizer(name)
     torch.manual_seed(0)
-    model = get_peft_model(load_model(name), LoraConfig(r=8, lora_alpha=16,
-                                                        target_modules="all-linear"))
+    base_model = load_model(name)
+    base_model.save_pretrained(tmp_path / "hf")  # transformers refuses while the GGUF quantizer
+    assert (tmp_path / "hf" / "model.safetensors").is_file()  # is attached; load_model drops it
+    model = get_peft_model(base_model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     for param_name, param in model.named_parameters():
         if "lora_B" in param_name:  # as if trained: a delta large enough to change the outputs
             param.data.normal_(0, 0.1)

@@ -51,11 +51,10 @@ def load_tokenizer(model_name_or_path: str, revision: str = "main",
 def drop_gguf_quantizer(model: Any) -> Any:
     """Make a GGUF-loaded (already dequantized) model a plain one that can be trained and saved."""
     model.hf_quantizer = None
+    model.is_quantized = False
+    model.quantization_method = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    for attr in ("is_quantized", "quantization_method"):
-        if attr in model.__dict__:
-            del model.__dict__[attr]
     return model
 
 
