@@ -250,11 +250,15 @@ def test_accelerate_launch_tracks_to_wandb_offline_and_a_rerun_resumes(tiny_mode
     assert second["resumed_from"].endswith("checkpoint-3") and second["global_step"] == 5
 
 
-def test_missing_dataset_config_is_a_clear_error(tiny_model, synth_dataset, tmp_path):
+def test_a_missing_config_or_an_impossible_export_is_a_clear_error(tiny_model, synth_dataset,
+                                                                     tmp_path):
     from lbi.train.sft import main
 
     with pytest.raises(LbiError, match="has no 'steps' config; found: .*'sft'"):
         main(*_parse(_args(tiny_model, synth_dataset, tmp_path / "o", dataset_config="steps")))
+    with pytest.raises(LbiError, match="export_gguf needs .* GGUF model"):  # before any training
+        main(*_parse(_args(tiny_model, synth_dataset, tmp_path / "o", export_gguf=True)))
+    assert not (tmp_path / "o").exists()
 
 
 # --- shipped recipes --------------------------------------------------------------------------

@@ -193,10 +193,14 @@ def use_all_cores(script_args: LbiScriptArguments, training_args: SFTConfig) -> 
 
 def main(script_args: LbiScriptArguments, training_args: SFTConfig,
          model_args: ModelConfig) -> None:
-    from peft import PeftModel
     from transformers import set_seed
     from trl import get_peft_config
 
+    base_gguf = gguf_source(model_args.model_name_or_path)
+    if script_args.export_gguf and (base_gguf is None or not model_args.use_peft):
+        raise LbiError("export_gguf needs a LoRA run (use_peft) on a GGUF model (local/...)")
+    if script_args.merge_adapter and not model_args.use_peft:
+        raise LbiError("merge_adapter needs a LoRA run (use_peft)")
     set_seed(training_args.seed)
     use_all_cores(script_args, training_args)
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision,
@@ -230,15 +234,12 @@ def main(script_args: LbiScriptArguments, training_args: SFTConfig,
                              "log_history": trainer.state.log_history}
     if trainer.accelerator.is_main_process:
         model = trainer.accelerator.unwrap_model(trainer.model)
-        base_gguf = gguf_source(model_args.model_name_or_path)
         if script_args.export_gguf:
-            if base_gguf is None or not isinstance(model, PeftModel):
-                raise LbiError("export_gguf needs a LoRA run on a GGUF model (local/...)")
             extra["gguf"] = export_merged_gguf(model, base_gguf,
                                                Path(training_args.output_dir) / "model.gguf",
                                                script_args.gguf_qtype)
         write_card(trainer, script_args, model_args, report, extra)
-        if script_args.merge_adapter and isinstance(model, PeftModel):
+        if script_args.merge_adapter:
             merged = Path(training_args.output_dir) / "merged"
             model.merge_and_unload().save_pretrained(merged)
             tokenizer.save_pretrained(merged)
