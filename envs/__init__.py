@@ -35,6 +35,8 @@ ENVIRONMENTS: dict[str, EnvInfo] = {
     for e in [
         EnvInfo("sql", "SQLite: 20 Spider-dev databases + Chinook; 23 Spider gold tasks",
                 "lbi.envs.sql:make_env", "lbi.envs.sql:missing_dependencies"),
+        EnvInfo("shell", "bash in a bubblewrap sandbox; InterCode-Bash testbed, 19 gold tasks",
+                "lbi.envs.shell:make_env", "lbi.envs.shell:missing_dependencies"),
     ]
 }
 

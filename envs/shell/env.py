@@ -1,0 +1,136 @@
+"""Shell environment: bash in a bubblewrap sandbox over the InterCode-Bash testbed.
+
+Actions (one per step):
+- ``<bash command>``: run it in the episode's persistent shell (working directory and variables
+  carry over); the observation is its output (stdout and stderr), cut at a limit, with the exit
+  code when it failed.
+- ``submit``: end the episode; the output of the last command is the answer.
+
+Reward (benchmark tasks, which carry a gold command): the gold command runs on an exact copy of
+the episode's starting file system. A task whose gold changes files is solved when the agent's
+final file system equals the gold's (every path, file content and executable bit); a task whose
+gold changes nothing is solved when the agent's last output equals the gold's (lines compared
+after trimming trailing spaces, order ignored).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lbi.envs.base import TaskContext
+from lbi.envs.sandbox import CommandResult, Sandbox, SandboxLimits, command_failed, snapshot
+from lbi.envs.shell import testbed
+from lbi.envs.shell.docs import man_page_docs
+from lbi.errors import EnvError
+from lbi.types import Document, Step, Task
+
+ACTION_SPACE = (
+    "You use a bash shell on a Linux machine without network access; /testbed holds the files "
+    "to work on. Each ACTION is exactly one of:\n"
+    "- one bash command line (pipes and `&&` are fine), e.g. `find /testbed -name '*.txt'`; you "
+    "see its output. The shell persists between actions (cd and variables carry over); a "
+    "command is killed after {timeout:g} seconds;\n"
+    "- `submit`: finish; the output of your last command is your answer.\n"
+    "Do not ask questions: act, check the result, then submit."
+)
+_SUBMIT = {"submit", "exit", "stop"}
+
+
+@dataclass
+class ShellConfig:
+    """Limits of the shell environment."""
+
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    work_dir: str | None = None
+    """Where episode directories are made (default: the system's temporary directory)."""
+
+
+class ShellEnv:
+    """Bash over the InterCode-Bash testbed behind the environment protocol."""
+
+    name = "shell"
+
+    def __init__(self, config: ShellConfig | None = None) -> None:
+        self.config = config or ShellConfig()
+        self.action_space = ACTION_SPACE.format(timeout=self.config.limits.command_timeout_s)
+        self.task: Task | None = None
+        self.root: Path | None = None
+        self.sandbox: Sandbox | None = None
+        self.last: CommandResult | None = None
+        self._gold: testbed.GoldResult | None = None
+        self._start_state: dict[str, str] = {}
+
+    # ---- episode ------------------------------------------------------------------------------
+    def reset(self, task: Task) -> str:
+        self.close()
+        self.task = task
+        parent = Path(self.config.work_dir) if self.config.work_dir else None
+        if parent:
+            parent.mkdir(parents=True, exist_ok=True)
+        self.root = testbed.new_episode_dir(parent)
+        self._start_state = snapshot(self.root)
+        # The gold runs now, on an exact copy (same file times), so that time-dependent commands
+        # (`ls -l`, `find -mmin`) see what the agent sees.
+        self._gold = (testbed.run_gold(task.gold, self.config.limits, self.root)
+                      if task.gold else None)
+        self.sandbox = Sandbox(self.root, self.config.limits)
+        self.sandbox.start()
+        self.last = None
+        listing = self.sandbox.run("ls /testbed").output.split()
+        return ("A new bash shell is ready; the working directory is /.\n"
+                f"/testbed contains: {' '.join(listing)}")
+
+    def step(self, action: str) -> tuple[str, bool]:
+        if self.sandbox is None:
+            raise EnvError("step() before reset()")
+        command = action.strip()
+        if command.lower() in _SUBMIT:
+            return "Answer submitted. Episode finished.", True
+        if not command:
+            return "Error: empty command.", False
+        self.last = self.sandbox.run(command)
+        return self.last.observation(self.config.limits.command_timeout_s), False
+
+    def evaluate(self) -> float | None:
+        if self.task is None or self._gold is None or self.root is None:
+            return None
+        if self._gold.state != self._start_state:
+            return float(snapshot(self.root) == self._gold.state)
+        answer = self.last.output if self.last else ""
+        return float(outputs_match(answer, self._gold.output))
+
+    def close(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+            self.sandbox = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    # ---- corpus and tasks ---------------------------------------------------------------------
+    def docs(self) -> Iterable[Document]:
+        return man_page_docs()
+
+    def benchmark_tasks(self) -> list[Task]:
+        return testbed.benchmark_tasks(self.config.limits)
+
+    def task_contexts(self) -> list[TaskContext]:
+        root = testbed.template_dir()
+        paths = sorted("/" + str(p.relative_to(root)) + ("/" if p.is_dir() else "")
+                       for p in (root / "testbed").rglob("*"))
+        return [TaskContext({}, "The machine has these files under /testbed:\n"
+                            + "\n".join(paths))]
+
+    def check_span(self, steps: list[Step], final_observation: str) -> bool | None:
+        """A span passes when its last command succeeded (no exit code, timeout or restart)."""
+        return not command_failed(final_observation)
+
+
+def outputs_match(answer: str, gold: str) -> bool:
+    """Same lines (trailing spaces trimmed, blank lines and order ignored)."""
+    def lines(text: str) -> list[str]:
+        return sorted(line.rstrip() for line in text.splitlines() if line.strip())
+    return lines(answer) == lines(gold)
