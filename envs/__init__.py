@@ -37,6 +37,11 @@ ENVIRONMENTS: dict[str, EnvInfo] = {
                 "lbi.envs.sql:make_env", "lbi.envs.sql:missing_dependencies"),
         EnvInfo("shell", "bash in a bubblewrap sandbox; InterCode-Bash testbed, 19 gold tasks",
                 "lbi.envs.shell:make_env", "lbi.envs.shell:missing_dependencies"),
+        EnvInfo("code", "Python checkouts in bubblewrap: 12 injected bugs in toolz/boltons/"
+                "tabulate + 12 HumanEval problems", "lbi.envs.code:make_env",
+                "lbi.envs.code:missing_dependencies"),
+        EnvInfo("web", "MiniWoB++ in Chromium via BrowserGym; 12 tasks x 2 held-out seeds",
+                "lbi.envs.web:make_env", "lbi.envs.web:missing_dependencies"),
     ]
 }
 

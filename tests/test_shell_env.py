@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from lbi.envs import make_env
-from lbi.envs.sandbox import Sandbox, SandboxLimits, command_failed
+from lbi.envs.sandbox import command_failed
 from lbi.envs.shell.testbed import FIXES, dropped_tasks
 from lbi.types import Task
 
@@ -80,65 +78,10 @@ def test_episodes_are_isolated(env):
         "[exit code 2]")
 
 
-# ---- security --------------------------------------------------------------------------------
-
-def test_host_files_are_out_of_reach(env, tmp_path):
-    secret = tmp_path / "secret.txt"
-    secret.write_text("host secret")
-    env.reset(user_task())
-    assert "No such file" in env.step(f"cat {secret}")[0]
-    assert "Read-only file system" in env.step("echo x > /usr/evil.txt")[0]
-    assert "Read-only file system" in env.step("echo x >> /etc/passwd")[0]
-    env.step(f"mkdir -p {tmp_path} && echo pwned > {tmp_path}/escape.txt")
-    assert not (tmp_path / "escape.txt").exists()  # written inside the sandbox, not the host
-    assert secret.read_text() == "host secret"
-    assert not Path("/usr/evil.txt").exists()
-    assert "No such file" in env.step("ls /root /home/*/.ssh 2>&1 | head -1")[0]
-
-
-def test_network_is_unreachable(env):
-    env.reset(user_task())
-    out = env.step("python3 -c 'import socket; socket.create_connection((\"1.1.1.1\", 80), 3)'"
-                   " 2>&1 | tail -1")[0]
-    assert "Network is unreachable" in out
-    assert "[exit code" in env.step("exec 3<>/dev/tcp/1.1.1.1/80")[0]
-
-
-def test_commands_that_run_forever_are_killed_and_the_episode_goes_on(env):
-    env.reset(user_task())
-    env.step("cd /testbed && X=1")
-    out = env.step("while true; do :; done")[0]
-    assert "did not finish within 3s and was killed" in out and command_failed(out)
-    assert env.step("pwd; echo ${X:-unset}")[0] == "/\nunset"  # a fresh shell, files kept
-    assert env.step("ls /testbed")[0] == "dir1\ndir2\ndir3"
-
-
-def test_fork_bombs_are_contained(env):
-    before = _host_process_count()
-    env.reset(user_task())
-    env.step(":(){ :|:& };:")  # backgrounded: killed when the command ends
-    assert env.step("echo alive")[0].endswith("alive")
-    out = env.step(":(){ :|:; };:")[0]  # in the foreground: hits the process cap, then the timeout
-    assert "was killed" in out
-    assert env.step("echo still alive")[0] == "still alive"
-    assert _host_process_count() < before + 20
-    limits = SandboxLimits(max_processes=64)
-    with Sandbox(Path(env.root), limits) as box:
-        spawned = box.run(
-            "python3 -c 'import os, time\nn = 0\nfor _ in range(200):\n    try:\n"
-            "        pid = os.fork()\n    except OSError:\n        break\n    if pid == 0:\n"
-            "        time.sleep(3)\n        os._exit(0)\n    n += 1\nprint(n)'")
-    assert int(spawned.output.split()[-1]) <= 64
-
-
 def test_an_exit_restarts_the_shell(env):
     env.reset(user_task())
     assert "a new shell was started" in env.step("exit 3")[0]
     assert env.step("echo back")[0] == "back"
-
-
-def _host_process_count() -> int:
-    return len([p for p in os.listdir("/proc") if p.isdigit()])
 
 
 def test_docs_are_man_pages_and_contexts_list_the_testbed(env):

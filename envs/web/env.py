@@ -1,0 +1,197 @@
+"""Web environment: MiniWoB++ tasks in Chromium through BrowserGym.
+
+Observation: the task's goal, the page's accessibility tree as text (elements carry BrowserGym
+ids in brackets), and the error of the last action if it failed; optionally a screenshot per
+step, saved as a PNG file. Actions: BrowserGym's action language, one element action per step
+(``click('12')``, ``fill('15', 'text')``, ``select_option('7', 'Red')``, ``press('15',
+'Enter')``, …), or ``stop``. Reward: MiniWoB's own check of the page (1 on success); only
+benchmark tasks are scored, since a synthesized instruction is not the page's goal.
+
+Task set-up (``task.env_args``): ``{"task": "<miniwob task>", "seed": <int>}``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lbi.envs.base import TaskContext
+from lbi.envs.web import miniwob
+from lbi.envs.web.browser import (
+    ALLOWED_ACTIONS,
+    ActionRejected,
+    check_action,
+    chromium_path,
+    use_system_chromium,
+)
+from lbi.errors import EnvError
+from lbi.types import Document, Step, Task
+
+ACTION_SPACE = (
+    "You operate a web page in a browser. The observation is the page's accessibility tree: "
+    "each element you can act on has an id in brackets, e.g. [12] button 'Submit'. Each ACTION "
+    "is exactly one call:\n"
+    "- click('12'): click element 12;\n"
+    "- fill('15', 'some text'): type text into input 15 (replacing its content);\n"
+    "- select_option('7', 'Red'): choose an option of a <select>;\n"
+    "- press('15', 'Enter'): press a key (or a combination like 'Control+a') in element 15;\n"
+    "- hover('12'), focus('12'), clear('15'), dblclick('12'), scroll(0, 200), noop(500);\n"
+    "- stop: end the episode.\n"
+    "Use the ids shown in the current observation."
+)
+_STOP = {"stop", "submit", "exit"}
+
+
+@dataclass
+class WebConfig:
+    """Settings of the web environment."""
+
+    screenshot_dir: str | None = None
+    """Save a PNG per observation here (its path is given in the observation)."""
+    max_chars: int = 6000
+    """The accessibility tree is cut at this many characters."""
+    headless: bool = True
+
+
+class WebEnv:
+    """MiniWoB++ through BrowserGym behind the environment protocol."""
+
+    name = "web"
+    action_space = ACTION_SPACE
+
+    def __init__(self, config: WebConfig | None = None) -> None:
+        self.config = config or WebConfig()
+        self.task: Task | None = None
+        self.gym: Any = None
+        self._gym_task: str | None = None
+        self.reward: float = 0.0
+        self.steps = 0
+
+    # ---- episode ------------------------------------------------------------------------------
+    def reset(self, task: Task) -> str:
+        name = task.env_args.get("task")
+        if name is None:
+            raise EnvError("a web task needs env_args {'task': <miniwob task>, 'seed': <int>}")
+        seed = int(task.env_args.get("seed", 0))
+        self.task = task
+        if self.gym is None or self._gym_task != name:
+            self._close_gym()
+            self.gym = _make_gym(name, self.config)
+            self._gym_task = name
+        observation, _ = self.gym.reset(seed=seed)
+        self.reward, self.steps = 0.0, 0
+        return self._render(observation)
+
+    def step(self, action: str) -> tuple[str, bool]:
+        if self.gym is None:
+            raise EnvError("step() before reset()")
+        if action.strip().lower() in _STOP:
+            return "Episode finished.", True
+        try:
+            checked = check_action(action)
+        except ActionRejected as exc:
+            return str(exc), False
+        observation, reward, terminated, truncated, _ = self.gym.step(checked)
+        self.steps += 1
+        self.reward = max(self.reward, float(reward))
+        done = bool(terminated or truncated)
+        text = self._render(observation)
+        return (f"{text}\n\nThe task ended (reward {reward:g})." if done else text), done
+
+    def evaluate(self) -> float | None:
+        if self.task is None or self.task.origin != "benchmark":
+            return None
+        return self.reward
+
+    def close(self) -> None:
+        self._close_gym()
+
+    # ---- corpus and tasks ---------------------------------------------------------------------
+    def docs(self) -> Iterable[Document]:
+        from lbi.envs.web.docs import page_docs
+
+        return page_docs(self)
+
+    def benchmark_tasks(self) -> list[Task]:
+        from lbi.envs.web.docs import goal_of
+
+        return [Task(id=f"{name}-{seed}", env="web", origin="benchmark",
+                     instruction=goal_of(name, seed),
+                     env_args={"task": name, "seed": seed})
+                for name in miniwob.BENCHMARK_TASKS for seed in miniwob.BENCHMARK_SEEDS]
+
+    def task_contexts(self) -> list[TaskContext]:
+        from lbi.envs.web.docs import page_snapshot
+
+        return [TaskContext({"task": name, "seed": seed},
+                            f"The MiniWoB page {name!r} (one random instance):\n"
+                            + page_snapshot(self, name, seed))
+                for seed, name in enumerate(miniwob.SYNTH_TASKS)]
+
+    def check_span(self, steps: list[Step], final_observation: str) -> bool | None:
+        """A span passes when its last action ran without an error."""
+        return not (final_observation.startswith("Error") or
+                    "\nLast action failed:" in final_observation)
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _render(self, observation: dict[str, Any]) -> str:
+        from browsergym.utils.obs import flatten_axtree_to_str
+
+        tree = flatten_axtree_to_str(observation["axtree_object"], filter_visible_only=True,
+                                     extra_properties=observation["extra_element_properties"],
+                                     ignored_roles=["LineBreak", "InlineTextBox"])
+        cut = len(tree) - self.config.max_chars
+        if cut > 0:
+            tree = tree[: self.config.max_chars] + f"\n... [{cut} more characters]"
+        parts = [f"Page goal: {observation['goal']}", tree]
+        if observation.get("last_action_error"):
+            parts.append(f"Last action failed: {observation['last_action_error'][:500]}")
+        if self.config.screenshot_dir:
+            parts.append(f"(screenshot: {self._save_screenshot(observation['screenshot'])})")
+        return "\n".join(parts)
+
+    def _save_screenshot(self, pixels: Any) -> str:
+        from PIL import Image
+
+        folder = Path(self.config.screenshot_dir or ".")
+        folder.mkdir(parents=True, exist_ok=True)
+        assert self.task is not None
+        path = folder / f"{self.task.id}-{self.steps:03d}-{time.time_ns()}.png"
+        Image.fromarray(pixels).save(path)
+        return str(path)
+
+    def _close_gym(self) -> None:
+        if self.gym is not None:
+            self.gym.close()
+            self.gym = None
+            self._gym_task = None
+
+
+def _make_gym(task_name: str, config: WebConfig) -> Any:
+    executable = chromium_path()
+    if executable is None:
+        raise EnvError("Chromium is not installed.\nFix: sudo apt-get install chromium "
+                       "(Debian/Ubuntu); the toolkit never downloads a browser.")
+    try:
+        import gymnasium as gym
+        from browsergym.core.action.highlevel import HighLevelActionSet
+        from browsergym.miniwob import ALL_MINIWOB_TASKS
+    except ImportError as exc:
+        raise EnvError(f"the web environment needs BrowserGym ({exc.name} is missing).\n"
+                       "Fix: pip install 'learn-by-interact[web]'") from None
+    known = {t.get_task_id().removeprefix("miniwob."): t for t in ALL_MINIWOB_TASKS}
+    if task_name not in known:
+        raise EnvError(f"unknown MiniWoB task {task_name!r}")
+    os.environ["MINIWOB_URL"] = miniwob.base_url()
+    use_system_chromium(executable)
+    actions = HighLevelActionSet(subsets=["bid"], strict=True, multiaction=False)
+    return gym.make(f"browsergym/miniwob.{task_name}", headless=config.headless,
+                    action_mapping=actions.to_python_code,
+                    wait_for_user_message=False)
+
+
+__all__ = ["ALLOWED_ACTIONS", "WebConfig", "WebEnv"]

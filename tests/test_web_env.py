@@ -1,0 +1,138 @@
+"""The web environment: real MiniWoB++ pages in Debian's Chromium through BrowserGym."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lbi.envs import make_env
+from lbi.envs.web import miniwob
+from lbi.types import Task
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    environment = make_env("web", screenshot_dir=str(tmp_path_factory.mktemp("shots")))
+    yield environment
+    environment.close()
+
+
+def element(observation: str, role: str, name: str) -> str:
+    """The BrowserGym id of the element with this role and accessible name."""
+    match = re.search(rf"\[(\w+)\] {role} '{re.escape(name)}'", observation)
+    assert match, f"no {role} {name!r} in:\n{observation}"
+    return match.group(1)
+
+
+def reference_actions(task: str, goal: str, observation: str) -> list[str]:
+    """What a correct agent does on four MiniWoB tasks, read off the goal and the page."""
+    if task == "click-button":
+        label = re.search(r'"(.+)"', goal).group(1)
+        return [f"click('{element(observation, 'button', label)}')"]
+    if task == "click-checkboxes":
+        names = re.match(r"Select (.*?) and click Submit", goal).group(1)
+        picks = [] if names == "nothing" else names.split(", ")
+        return ([f"click('{element(observation, 'checkbox', n)}')" for n in picks]
+                + [f"click('{element(observation, 'button', 'Submit')}')"])
+    if task == "enter-text":
+        text = re.search(r'"(.+)"', goal).group(1)
+        box = re.search(r"\[(\w+)\] textbox", observation).group(1)
+        return [f"fill('{box}', '{text}')",
+                f"click('{element(observation, 'button', 'Submit')}')"]
+    if task == "login-user":
+        user, password = re.search(r'username "(.+)" and the password "(.+)"', goal).groups()
+        boxes = re.findall(r"\[(\w+)\] textbox", observation)
+        return [f"fill('{boxes[0]}', '{user}')", f"fill('{boxes[1]}', '{password}')",
+                f"click('{element(observation, 'button', 'Login')}')"]
+    raise ValueError(task)
+
+
+@pytest.mark.parametrize("name", ["click-button", "click-checkboxes", "enter-text",
+                                  "login-user"])
+def test_reference_actions_reach_reward_1(env, name):
+    for task in [t for t in env.benchmark_tasks() if t.env_args["task"] == name]:
+        observation = env.reset(task)
+        assert observation.startswith(f"Page goal: {task.instruction}")
+        done = False
+        for action in reference_actions(name, task.instruction, observation):
+            observation, done = env.step(action)
+        assert done and "The task ended (reward 1)" in observation
+        assert env.evaluate() == 1.0, task.id
+
+
+def test_a_wrong_click_scores_0(env):
+    task = next(t for t in env.benchmark_tasks() if t.env_args["task"] == "click-button")
+    observation = env.reset(task)
+    label = re.search(r'"(.+)"', task.instruction).group(1)
+    wrong = next(b for b, n in re.findall(r"\[(\w+)\] button '(.+?)'", observation) if n != label)
+    env.step(f"click('{wrong}')")
+    assert env.evaluate() == 0.0
+
+
+def test_benchmark_seeds_are_held_out_from_synthesis(env):
+    tasks = env.benchmark_tasks()
+    assert len(tasks) == len(miniwob.BENCHMARK_TASKS) * len(miniwob.BENCHMARK_SEEDS)
+    assert all(t.env_args["seed"] >= miniwob.SYNTH_SEED_LIMIT for t in tasks)
+    contexts = env.task_contexts()
+    assert all(c.env_args["seed"] < miniwob.SYNTH_SEED_LIMIT for c in contexts)
+    assert "Page goal:" in contexts[0].description
+
+
+def test_docs_are_the_task_pages(env):
+    docs = {d.title: d for d in env.docs()}
+    assert len(docs) == len(miniwob.SYNTH_TASKS)
+    assert "button" in docs["MiniWoB++ click-button"].text
+
+
+def test_observations_carry_screenshots_and_errors(env):
+    env.reset(Task(id="s", env="web", instruction="x", origin="user",
+                   env_args={"task": "click-button", "seed": 3}))
+    observation, done = env.step("click('9999')")
+    assert not done and "Last action failed:" in observation
+    shot = re.search(r"\(screenshot: (.+\.png)\)", observation).group(1)
+    assert Path(shot).read_bytes()[:4] == b"\x89PNG"
+    assert env.check_span([], observation) is False
+    assert env.evaluate() is None  # a user task is not the page's goal: not scored
+
+
+# ---- security --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("action", [
+    "goto('file:///etc/passwd')",                    # leave the task page / read host files
+    "upload_file('12', '/etc/passwd')",              # hand a host file to the page
+    "new_tab()",
+    "click('12'); import os; os.system('touch /tmp/pwned')",  # code injection
+    "__import__('os').system('touch /tmp/pwned')",
+    "click('12') click('13')",                       # more than one action
+])
+def test_actions_outside_the_action_set_are_refused(env, action):
+    env.reset(Task(id="s", env="web", instruction="x", origin="user",
+                   env_args={"task": "click-button", "seed": 4}))
+    observation, done = env.step(action)
+    assert observation.startswith("Error") and not done
+    assert env.step("noop(0)")[1] is False  # the episode goes on
+
+
+def test_the_browser_is_offline_and_waits_are_capped(env):
+    import time
+
+    env.reset(Task(id="s", env="web", instruction="x", origin="user",
+                   env_args={"task": "click-button", "seed": 5}))
+    page = env.gym.unwrapped.page
+    with pytest.raises(Exception, match="ERR_PROXY_CONNECTION_FAILED|ERR_"):
+        page.goto("http://example.com", timeout=10_000)
+    env.reset(Task(id="s", env="web", instruction="x", origin="user",
+                   env_args={"task": "click-button", "seed": 5}))
+    started = time.monotonic()
+    env.step("noop(600000)")  # ten minutes asked for
+    assert time.monotonic() - started < 15
+
+
+def test_lbi_envs_shows_all_four_environments():
+    out = subprocess.run(["lbi", "envs"], capture_output=True, text=True, check=True).stdout
+    for name in ["sql", "shell", "code", "web"]:
+        assert re.search(rf"│ {name}\s+│", out), out
+    assert "missing" not in out
