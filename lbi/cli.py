@@ -101,6 +101,9 @@ def run(
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint")] = None,
     step_limit: Annotated[int, typer.Option(help="maximum actions per episode")] = 10,
     db: Annotated[str | None, typer.Option(help="SQL: database for a free-text task")] = None,
+    arg: Annotated[list[str] | None, typer.Option(
+        help="set-up of a free-text task, e.g. --arg package=toolz (code), --arg task=click-tab "
+             "--arg seed=3 (web)")] = None,
     out: Annotated[Path, typer.Option(help="folder for trajectory JSON files")] = Path("runs"),
     max_calls: Annotated[int | None, typer.Option(help="stop after this many LLM calls")] = None,
     max_cost: Annotated[float | None, typer.Option(help="stop after this many USD")] = None,
@@ -109,6 +112,7 @@ def run(
     """Run the agent on one task (or all benchmark tasks); save each trajectory as JSON."""
     from lbi.agent.llm import LLM, Budget, LLMConfig
     from lbi.agent.loop import Agent, AgentConfig
+    from lbi.config import parse_overrides
     from lbi.envs import make_env
     from lbi.types import Task, content_id
 
@@ -119,7 +123,7 @@ def run(
     elif task in benchmark:
         chosen = [benchmark[task]]
     else:
-        args = {"db": db} if db else {}
+        args = {**({"db": db} if db else {}), **parse_overrides(arg)}
         chosen = [Task(id=content_id(task, args)[:8], env=env, instruction=task, origin="user",
                        env_args=args)]
     budget = Budget(max_calls=max_calls, max_cost=max_cost)

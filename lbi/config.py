@@ -28,7 +28,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
+            raise ConfigError(f"expected key=value, got {item!r}")
         overrides[key] = yaml.safe_load(value)
     return overrides
 

@@ -45,7 +45,7 @@ def test_tasks_lists_the_23_spider_questions():
     (["models", "pull", "gpt-17"], "unknown embedded model"),
     (["eval", "--config", "no/such/eval.yaml"], "config file not found"),
     (["eval", "--config", "configs/eval/sql.yaml", "--set", "step_limit=0"], "step_limit"),
-    (["synth", "--config", "configs/sql.yaml", "--set", "novalue"], "expects key=value"),
+    (["synth", "--config", "configs/sql.yaml", "--set", "novalue"], "expected key=value"),
 ])
 def test_user_errors_are_one_clear_line_not_a_traceback(args, message):
     out = lbi(*args, env={"ANTHROPIC_API_KEY": None})

@@ -57,7 +57,8 @@ def test_the_bug_is_caught_by_the_recorded_tests():
     package = sources.PACKAGES["toolz"]
     from lbi.envs.code.runner import run_tests
 
-    assert run_tests(package, {bug.file: bug.buggy_source}).failing_tests == bug.failing_tests
+    buggy = bug.buggy_source((sources.checkout(package) / bug.file).read_text())
+    assert run_tests(package, {bug.file: buggy}).failing_tests == bug.failing_tests
 
 
 def test_humaneval_reference_solutions_pass_and_stubs_fail(env, tasks):

@@ -54,6 +54,27 @@ def test_lbi_run_completes_a_spider_episode_with_qwen_0_5b(tmp_path):
     assert first["llm"]["output_tokens"] > 0 and not first["llm"]["cache_hit"]
 
 
+@pytest.mark.parametrize(("env", "task", "first_observation"), [
+    ("shell", "bash-18", "A new bash shell is ready"),
+    ("code", "humaneval-0", "/repo/solution.py holds the function"),
+    ("web", "click-button-1000", "Page goal: Click on the"),
+])
+def test_lbi_run_completes_an_episode_in_every_new_environment(tmp_path, env, task,
+                                                              first_observation):
+    out = subprocess.run(
+        ["lbi", "run", "--env", env, "--task", task, "--model", "local/qwen2.5-coder-0.5b",
+         "--step-limit", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+        env={**__import__("os").environ, "LBI_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    traj = json.loads((tmp_path / env / f"local_qwen2.5-coder-0.5b/{task}.json").read_text())
+    assert traj["termination"] in {"stop", "step_limit"} and traj["error"] is None
+    assert traj["reward"] in {0.0, 1.0}
+    assert traj["steps"][0]["observation"].startswith(first_observation)
+    assert all(s["action"] for s in traj["steps"])
+
+
 def test_lbi_eval_with_agentic_retrieval_on_a_real_model(tmp_path, sql_examples):
     """`lbi eval` as a user runs it: a dataset on disk, a real embedded model writing the search
     queries and acting, results files written."""

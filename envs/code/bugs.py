@@ -45,12 +45,22 @@ class BugTask:
     file: str
     function: str
     mutation: str
-    buggy_source: str
-    """The whole buggy file (the checkout is the pristine package with this file replaced)."""
+    line: int
+    """The edited line (1-based): the checkout is the pristine package with this line changed."""
+    original_line: str
+    buggy_line: str
     fix: str
     """An ``edit`` action that undoes the bug (the reference solution)."""
     failing_tests: list[str]
     issue: str
+
+    def buggy_source(self, pristine: str) -> str:
+        """The buggy file, made from the pristine one."""
+        lines = pristine.splitlines(keepends=True)
+        if lines[self.line - 1].rstrip("\n") != self.original_line:
+            raise ValueError(f"{self.file}:{self.line} is not the line {self.id} was built on")
+        lines[self.line - 1] = self.buggy_line + "\n"
+        return "".join(lines)
 
 
 @dataclass(frozen=True)
@@ -175,14 +185,23 @@ def build_tasks(per_package: int, seed: int = 0) -> list[BugTask]:
             if not 1 <= len(run.failing_tests) <= MAX_FAILING or run.timed_out:
                 continue
             used_functions.add(mutation.function)
-            fix = format_edit(module, *_fix_blocks((root / module).read_text(), mutation.source))
+            line, original, buggy = _changed_line(texts[module], mutation.source)
             found.append(BugTask(
                 id=f"{package.name}-{mutation.function.strip('_').replace('_', '-')}",
                 package=package.name, file=module, function=mutation.function,
-                mutation=mutation.description, buggy_source=mutation.source, fix=fix,
+                mutation=mutation.description, line=line, original_line=original,
+                buggy_line=buggy, fix=format_edit(module, *_fix_blocks(texts[module],
+                                                                        mutation.source)),
                 failing_tests=run.failing_tests, issue=issue_text(package, run)))
         tasks += found
     return tasks
+
+
+def _changed_line(original: str, buggy: str) -> tuple[int, str, str]:
+    """(1-based line number, original line, buggy line) of a one-line mutation."""
+    pairs = zip(original.splitlines(), buggy.splitlines(), strict=True)
+    k, (old, new) = next((k, p) for k, p in enumerate(pairs) if p[0] != p[1])
+    return k + 1, old, new
 
 
 def _fix_blocks(original: str, buggy: str) -> tuple[str, str]:

@@ -89,7 +89,7 @@ class CodeEnv:
             bug = self._bug(args["bug"])
             package = sources.PACKAGES[bug.package]
             shutil.copytree(sources.checkout(package), repo, symlinks=True)
-            (repo / bug.file).write_text(bug.buggy_source)
+            (repo / bug.file).write_text(bug.buggy_source((repo / bug.file).read_text()))
             intro = f"/repo is a checkout of {package.name} {package.version}."
         elif "humaneval" in args:
             problem = self._problem(args["humaneval"])
