@@ -136,3 +136,18 @@ def test_lbi_envs_shows_all_four_environments():
     for name in ["sql", "shell", "code", "web"]:
         assert re.search(rf"│ {name}\s+│", out), out
     assert "missing" not in out
+
+
+def test_missing_chromium_or_bubblewrap_is_explained(monkeypatch):
+    from lbi.envs import get_env_info
+    from lbi.envs.web import browser
+    from lbi.errors import EnvError
+
+    monkeypatch.setattr(browser, "CHROMIUM_CANDIDATES", ["/nonexistent/chromium"])
+    assert any("apt-get install chromium" in m for m in get_env_info("web").missing())
+    with pytest.raises(EnvError, match="apt-get install chromium"):
+        make_env("web").reset(Task(id="s", env="web", instruction="x", origin="user",
+                                   env_args={"task": "click-button", "seed": 1}))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    for name in ["shell", "code"]:
+        assert any("apt-get install bubblewrap" in m for m in get_env_info(name).missing())
