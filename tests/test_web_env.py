@@ -10,6 +10,7 @@ import pytest
 
 from lbi.envs import make_env
 from lbi.envs.web import miniwob
+from lbi.envs.web.env import in_browser_thread
 from lbi.types import Task
 
 
@@ -123,12 +124,31 @@ def test_the_browser_is_offline_and_waits_are_capped(env):
                    env_args={"task": "click-button", "seed": 5}))
     page = env.gym.unwrapped.page
     with pytest.raises(Exception, match="ERR_PROXY_CONNECTION_FAILED|ERR_"):
-        page.goto("http://example.com", timeout=10_000)
+        in_browser_thread(page.goto, "http://example.com", timeout=10_000)
     env.reset(Task(id="s", env="web", instruction="x", origin="user",
                    env_args={"task": "click-button", "seed": 5}))
     started = time.monotonic()
     env.step("noop(600000)")  # ten minutes asked for
     assert time.monotonic() - started < 15
+
+
+def test_episodes_can_run_on_worker_threads(env):
+    """Synthesis and evaluation run episodes on pool threads (the browser stays on its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def episode(seed: int) -> float | None:
+        worker_env = make_env("web")
+        try:
+            task = Task(id="t", env="web", instruction="x", origin="benchmark",
+                        env_args={"task": "click-button", "seed": seed})
+            worker_env.reset(task)
+            worker_env.step("noop(0)")
+            return worker_env.evaluate()
+        finally:
+            worker_env.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(episode, [7, 8])) == [0.0, 0.0]
 
 
 def test_lbi_envs_shows_all_four_environments():

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,17 @@ ACTION_SPACE = (
     "Use the ids shown in the current observation."
 )
 _STOP = {"stop", "submit", "exit"}
+
+# Playwright's sync API (and BrowserGym's one global Playwright instance) belongs to the thread
+# that started it, while synthesis and evaluation run episodes on worker threads. Every browser
+# call therefore goes through this one thread: web episodes may run concurrently (their LLM
+# calls overlap), their browser actions take turns.
+_BROWSER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lbi-browser")
+
+
+def in_browser_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` on the thread that owns the browser and return its result."""
+    return _BROWSER_THREAD.submit(fn, *args, **kwargs).result()
 
 
 @dataclass
@@ -80,9 +92,9 @@ class WebEnv:
         self.task = task
         if self.gym is None or self._gym_task != name:
             self._close_gym()
-            self.gym = _make_gym(name, self.config)
+            self.gym = in_browser_thread(_make_gym, name, self.config)
             self._gym_task = name
-        observation, _ = self.gym.reset(seed=seed)
+        observation, _ = in_browser_thread(self.gym.reset, seed=seed)
         self.reward, self.steps = 0.0, 0
         return self._render(observation)
 
@@ -95,7 +107,7 @@ class WebEnv:
             checked = check_action(action)
         except ActionRejected as exc:
             return str(exc), False
-        observation, reward, terminated, truncated, _ = self.gym.step(checked)
+        observation, reward, terminated, truncated, _ = in_browser_thread(self.gym.step, checked)
         self.steps += 1
         self.reward = max(self.reward, float(reward))
         done = bool(terminated or truncated)
@@ -166,7 +178,7 @@ class WebEnv:
 
     def _close_gym(self) -> None:
         if self.gym is not None:
-            self.gym.close()
+            in_browser_thread(self.gym.close)
             self.gym = None
             self._gym_task = None
 
@@ -194,4 +206,4 @@ def _make_gym(task_name: str, config: WebConfig) -> Any:
                     wait_for_user_message=False)
 
 
-__all__ = ["ALLOWED_ACTIONS", "WebConfig", "WebEnv"]
+__all__ = ["ALLOWED_ACTIONS", "WebConfig", "WebEnv", "in_browser_thread"]
