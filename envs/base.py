@@ -12,8 +12,17 @@ from lbi.types import Document, Step, Task
 
 @dataclass(frozen=True)
 class TaskContext:
+    """A set-up generated tasks can target, and what the task generator is told about it."""
+
     env_args: dict[str, Any]
     description: str
+    doc_sources: tuple[str, ...] = ()
+    """Documents about this set-up (``Document.source`` equal to one of these, or under it as a
+    folder): their tasks target this context. Documents no context claims are spread over all."""
+
+    def covers(self, source: str) -> bool:
+        return any(source == s or source.startswith(s.rstrip("/") + "/")
+                   for s in self.doc_sources)
 
 
 @runtime_checkable

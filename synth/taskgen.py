@@ -35,10 +35,12 @@ def select_documents(docs: list[Document], max_docs: int | None, seed: int) -> l
 
 
 def context_for(doc: Document, contexts: list[TaskContext]) -> TaskContext | None:
-    """The environment set-up a document's tasks target, chosen by the document id (stable)."""
+    """The environment set-up a document's tasks target: the one the document is about, else one
+    chosen by the document id (stable)."""
     if not contexts:
         return None
-    return contexts[int(doc.id, 16) % len(contexts)]
+    claimed = [c for c in contexts if c.covers(doc.source)]
+    return claimed[0] if claimed else contexts[int(doc.id, 16) % len(contexts)]
 
 
 def generate_for_document(llm: ChatModel, env: Environment, doc: Document, n: int,

@@ -140,3 +140,12 @@ def test_bug_tasks_file_is_consistent():
     for d in data:
         assert 1 <= len(d["failing_tests"]) <= bugs.MAX_FAILING
         assert d["package"] in sources.PACKAGES
+
+
+def test_generated_tasks_target_the_package_their_document_is_about(env):
+    from lbi.synth.taskgen import context_for
+
+    contexts = env.task_contexts()
+    for doc in env.docs():
+        package = doc.title.split(" ")[0].split(".")[0]
+        assert context_for(doc, contexts).env_args == {"package": package}, doc.title

@@ -171,3 +171,11 @@ def test_missing_chromium_or_bubblewrap_is_explained(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     for name in ["shell", "code"]:
         assert any("apt-get install bubblewrap" in m for m in get_env_info(name).missing())
+
+
+def test_generated_tasks_target_the_page_their_document_shows(env):
+    from lbi.synth.taskgen import context_for
+
+    contexts = env.task_contexts()
+    for doc in env.docs():
+        assert context_for(doc, contexts).env_args["task"] == doc.source.removeprefix("miniwob:")

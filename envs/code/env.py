@@ -173,7 +173,8 @@ class CodeEnv:
             contexts.append(TaskContext(
                 {"package": package.name},
                 f"/repo is a checkout of {package.name} {package.version} (tests: "
-                f"`{package.test_command}`). Source files:\n" + "\n".join(files)))
+                f"`{package.test_command}`). Source files:\n" + "\n".join(files),
+                doc_sources=(str(root),)))
         return contexts
 
     def check_span(self, steps: list[Step], final_observation: str) -> bool | None:

@@ -141,7 +141,7 @@ class WebEnv:
 
         return [TaskContext({"task": name, "seed": seed},
                             f"The MiniWoB page {name!r} (one random instance):\n"
-                            + page_snapshot(self, name, seed))
+                            + page_snapshot(self, name, seed), doc_sources=(f"miniwob:{name}",))
                 for seed, name in enumerate(miniwob.SYNTH_TASKS)]
 
     def check_span(self, steps: list[Step], final_observation: str) -> bool | None:
