@@ -87,6 +87,8 @@ def test_edit_errors_are_observations(env, tmp_path):
     twice = env.step(format_edit("toolz/recipes.py", "import", "x"))[0]
     assert "occurs" in twice and "times" in twice
     assert env.step("edit toolz/recipes.py\nno blocks")[0].startswith("Error: no edit block")
+    headless = format_edit("toolz/recipes.py", "a", "b").split("\n", 1)[1]
+    assert env.step(headless)[0].startswith("Error: an edit starts with a line `edit <path>`")
     assert "nothing was changed" in missing
     # edits can only reach the episode's files
     secret = tmp_path / "secret.py"

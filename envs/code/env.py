@@ -37,15 +37,20 @@ from lbi.types import Document, Step, Task
 
 ACTION_SPACE = (
     "You work in a checkout of a Python project at /repo, in a bash shell without network "
-    "access (python and pytest are installed). Each ACTION is exactly one of:\n"
-    "- one bash command line, e.g. `grep -n 'def take' toolz/itertoolz.py` or `python -m "
-    "pytest -q -x tests/test_x.py`; you see its output. The shell persists between actions; a "
-    "command is killed after {timeout:g} seconds;\n"
-    "- an edit of one file: a first line `edit <path>`, then one or more blocks\n"
-    "<<<<<<< SEARCH\n<lines copied exactly from the file>\n=======\n<the new lines>\n"
+    "access (python and pytest are installed). An ACTION is one of three kinds.\n"
+    "1. A bash command; you see its output. For example:\n"
+    "grep -n 'def take' toolz/itertoolz.py\n"
+    "The shell persists between actions; a command is killed after {timeout:g} seconds.\n"
+    "2. An edit of one file: the word edit and the path, then the exact lines to replace and "
+    "their replacement. For example:\n"
+    "edit toolz/itertoolz.py\n"
+    "<<<<<<< SEARCH\n"
+    "    return n + 1\n"
+    "=======\n"
+    "    return n + 2\n"
     ">>>>>>> REPLACE\n"
-    "- `submit`: finish; your changes are checked as they are.\n"
-    "Look at the code before editing, run the relevant tests, then submit."
+    "3. submit: finish; your changes are checked as they are.\n"
+    "Read the code (grep, sed -n) before editing it, run the tests, then submit."
 )
 HUMANEVAL_STUB = "    raise NotImplementedError\n"
 HUMANEVAL_BENCHMARK = [f"HumanEval/{n}" for n in (0, 2, 7, 12, 23, 28, 29, 34, 35, 45, 53, 55)]
@@ -117,6 +122,8 @@ class CodeEnv:
             return "Submitted. Episode finished.", True
         if not command:
             return "Error: empty action.", False
+        if command.startswith("<<<<<<< SEARCH"):
+            return "Error: an edit starts with a line `edit <path>`, then the blocks.", False
         if is_edit(command):
             try:
                 return apply_edit(command, self.root), False
