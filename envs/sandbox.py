@@ -235,6 +235,14 @@ class Sandbox:
                 link.symlink_to(target)
 
 
+def discard(sandbox: Sandbox | None, root: Path | None) -> None:
+    """End an episode: stop its sandbox and delete its directory (either may be None)."""
+    if sandbox is not None:
+        sandbox.close()
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """The state of an episode directory: relative path → content digest (files), ``dir`` or
     ``-> target`` (symlinks). Mount points of the sandbox are left out."""

@@ -31,7 +31,7 @@ from lbi.envs.code import bugs, sources
 from lbi.envs.code.docs import package_docs
 from lbi.envs.code.edits import EditError, apply_edit, is_edit
 from lbi.envs.code.runner import code_sandbox, run_humaneval, run_tests
-from lbi.envs.sandbox import Sandbox, SandboxLimits, command_failed
+from lbi.envs.sandbox import Sandbox, SandboxLimits, command_failed, discard
 from lbi.errors import EnvError
 from lbi.types import Document, Step, Task
 
@@ -147,12 +147,8 @@ class CodeEnv:
         return None
 
     def close(self) -> None:
-        if self.sandbox is not None:
-            self.sandbox.close()
-            self.sandbox = None
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
+        discard(self.sandbox, self.root)
+        self.sandbox, self.root = None, None
 
     # ---- corpus and tasks ---------------------------------------------------------------------
     def docs(self) -> Iterable[Document]:

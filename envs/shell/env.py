@@ -15,13 +15,19 @@ after trimming trailing spaces, order ignored).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lbi.envs.base import TaskContext
-from lbi.envs.sandbox import CommandResult, Sandbox, SandboxLimits, command_failed, snapshot
+from lbi.envs.sandbox import (
+    CommandResult,
+    Sandbox,
+    SandboxLimits,
+    command_failed,
+    discard,
+    snapshot,
+)
 from lbi.envs.shell import testbed
 from lbi.envs.shell.docs import man_page_docs
 from lbi.errors import EnvError
@@ -103,12 +109,8 @@ class ShellEnv:
         return float(outputs_match(answer, self._gold.output))
 
     def close(self) -> None:
-        if self.sandbox is not None:
-            self.sandbox.close()
-            self.sandbox = None
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
+        discard(self.sandbox, self.root)
+        self.sandbox, self.root = None, None
 
     # ---- corpus and tasks ---------------------------------------------------------------------
     def docs(self) -> Iterable[Document]:

@@ -71,7 +71,8 @@ def template_dir() -> Path:
     if (root / "testbed").is_dir():
         return root
     script = read_member(package_archive(*INTERCODE_PACKAGE), SETUP_SCRIPT).decode()
-    staging = Path(tempfile.mkdtemp(prefix="template-", dir=_mkdir(data_dir())))
+    data_dir().mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="template-", dir=data_dir()))
     try:
         with Sandbox(staging) as box:
             # The script is written for busybox sh, whose echo understands -e; bash's does too.
@@ -172,8 +173,3 @@ def _validated(limits: SandboxLimits) -> tuple[list[Task], dict[str, str]]:
     atomic_write_text(cache_file, json.dumps(
         {"kept": [t.model_dump() for t in kept], "dropped": dropped}, indent=1))
     return kept, dropped
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path

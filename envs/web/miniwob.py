@@ -39,7 +39,8 @@ def html_dir() -> Path:
     if (dest / "miniwob" / "click-button.html").is_file():
         return dest
     archive = package_archive(*MINIWOB_PACKAGE)
-    staging = Path(tempfile.mkdtemp(dir=_mkdir(dest.parent)))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent))
     try:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(staging, [m for m in zf.namelist() if m.startswith(HTML_PREFIX)])
@@ -53,8 +54,3 @@ def html_dir() -> Path:
 def base_url() -> str:
     """The ``MINIWOB_URL`` BrowserGym needs (a ``file://`` folder URL ending in /)."""
     return (html_dir() / "miniwob").as_uri() + "/"
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
