@@ -42,6 +42,15 @@ ENVIRONMENTS: dict[str, EnvInfo] = {
                 "lbi.envs.code:missing_dependencies"),
         EnvInfo("web", "MiniWoB++ in Chromium via BrowserGym; 12 tasks x 2 held-out seeds",
                 "lbi.envs.web:make_env", "lbi.envs.web:missing_dependencies"),
+        # the paper's benchmarks: adapters over their official harnesses (infrastructure needed)
+        EnvInfo("swebench", "SWE-bench in its Docker images (swebench harness); needs Docker",
+                "lbi.envs.swebench:make_env", "lbi.envs.swebench:missing_dependencies"),
+        EnvInfo("webarena", "WebArena via BrowserGym, 812 webarena-verified tasks; needs the "
+                "sites", "lbi.envs.webarena:make_env", "lbi.envs.webarena:missing_dependencies"),
+        EnvInfo("osworld", "OSWorld desktop tasks via desktop_env; needs a VM provider",
+                "lbi.envs.desktop:make_osworld", "lbi.envs.desktop:missing_osworld"),
+        EnvInfo("spider2v", "Spider2-V data-engineering desktop tasks; needs its VM",
+                "lbi.envs.desktop:make_spider2v", "lbi.envs.desktop:missing_spider2v"),
     ]
 }
 

@@ -66,6 +66,18 @@ class Environment(Protocol):
     def close(self) -> None: ...
 
 
+def check_infrastructure(env: Environment) -> None:
+    """Fail fast, before any LLM call, when an environment's infrastructure is missing.
+
+    Adapters over external harnesses (SWE-bench's Docker, WebArena's sites, a desktop VM) have
+    a ``check_infrastructure()`` that raises one EnvError naming every missing piece; the
+    offline environments have none and pass.
+    """
+    probe = getattr(env, "check_infrastructure", None)
+    if probe is not None:
+        probe()
+
+
 def truncate(text: str, max_chars: int) -> str:
     """Cut ``text`` to ``max_chars``, saying how much was left out (never silently)."""
     if len(text) <= max_chars:

@@ -48,3 +48,55 @@ def documents_from_files(root: Path, patterns: list[str], *, min_chars: int = 20
         for k, chunk in enumerate(chunk_text(text, chunk_chars)):
             yield Document(id=content_id(rel, k), source=str(path),
                            title=title if k == 0 else f"{title} (part {k + 1})", text=chunk)
+
+
+DOC_PATTERNS = ["**/*.html", "**/*.htm", "**/*.md", "**/*.rst", "**/*.txt"]
+
+
+def documents_from_urls(urls: list[str], *, timeout_s: float = 30.0, min_chars: int = 200,
+                        chunk_chars: int = DEFAULT_CHUNK_CHARS) -> Iterator[Document]:
+    """Documents fetched from ``urls`` (HTML converted to text), for machines that reach them.
+
+    A page that cannot be fetched raises EnvError naming it; nothing is skipped silently.
+    """
+    import httpx
+
+    from lbi.errors import EnvError
+
+    with httpx.Client(timeout=timeout_s, follow_redirects=True) as client:
+        for url in urls:
+            try:
+                response = client.get(url)
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                raise EnvError(f"could not fetch documentation page {url}: {exc}") from None
+            if "html" in response.headers.get("content-type", "html"):
+                title, text = html_to_text(response.text)
+            else:
+                title, text = url.rsplit("/", 1)[-1], response.text
+            if len(text) < min_chars:
+                continue
+            for k, chunk in enumerate(chunk_text(text, chunk_chars)):
+                yield Document(id=content_id(url, k), source=url,
+                               title=(title or url) if k == 0 else f"{title or url} (part {k + 1})",
+                               text=chunk)
+
+
+def configured_corpus(benchmark: str, docs_dir: str | None, doc_urls: list[str] | None,
+                      patterns: list[str] | None = None) -> Iterator[Document]:
+    """The documentation corpus a benchmark adapter was configured with: the files under
+    ``docs_dir`` and/or the pages at ``doc_urls``. Neither → EnvError saying how to get them."""
+    from lbi.errors import EnvError
+
+    if not docs_dir and not doc_urls:
+        raise EnvError(f"{benchmark} has no documentation corpus configured: set env_args "
+                       "docs_dir (a folder of HTML/Markdown/reST/text pages) or doc_urls (a "
+                       f"list of pages to fetch). The README section on {benchmark} lists the "
+                       "documentation the paper used and how to download it.")
+    if docs_dir:
+        root = Path(docs_dir).expanduser()
+        if not root.is_dir():
+            raise EnvError(f"{benchmark}: docs_dir {docs_dir} is not a folder")
+        yield from documents_from_files(root, patterns or DOC_PATTERNS)
+    if doc_urls:
+        yield from documents_from_urls(list(doc_urls))

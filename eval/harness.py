@@ -25,7 +25,7 @@ from lbi.agent.loop import Agent, AgentConfig, ChatModel, Reference
 from lbi.agent.retrieval import AgenticRetriever, Embedder
 from lbi.config import redact_secrets
 from lbi.envs import get_env_info
-from lbi.envs.base import Environment, EnvPerThread
+from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
 from lbi.errors import ConfigError, ModelError
 from lbi.eval import report
 from lbi.eval.config import AgentSpec, EvalConfig, RetrievalConfig
@@ -102,6 +102,7 @@ class Evaluation:
             agents = [a for a in agents if a.name in only]
         self.check_models(agents)
         try:
+            check_infrastructure(self.env())
             tasks = self.held_out_tasks()
             for agent in agents:
                 self.run_agent(agent, tasks)

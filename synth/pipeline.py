@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lbi.agent.llm import LLM, Budget, LLMConfig
 from lbi.agent.loop import Agent, AgentConfig, ChatModel
 from lbi.envs import get_env_info
-from lbi.envs.base import Environment, EnvPerThread
+from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
 from lbi.errors import BudgetExceeded, ConfigError
 from lbi.synth import backward, export, taskgen
 from lbi.synth.card import dataset_card
@@ -283,6 +283,8 @@ class Synthesis:
         if until not in STAGES:
             raise ConfigError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
         try:
+            if until not in ("docs", "taskgen"):
+                check_infrastructure(self.env())
             eval_tasks = self.env().benchmark_tasks()
             decontam = Decontaminator(eval_tasks, self.config.decontam.ngram,
                                       self.config.decontam.max_overlap)

@@ -38,19 +38,24 @@ from lbi.types import Document, Step, Task
 ACTION_SPACE = (
     "You work in a checkout of a Python project at /repo, in a bash shell without network "
     "access (python and pytest are installed). An ACTION is one of three kinds.\n"
-    "1. A bash command; you see its output. For example:\n"
+    "1. A shell command, written as it is typed; you see its output. Use commands to read "
+    "code, try the library and run tests. For example:\n"
     "grep -n 'def take' toolz/itertoolz.py\n"
+    "python -c \"from toolz import take; print(list(take(2, [5, 6, 7])))\"\n"
+    "python -m pytest -q -x toolz/tests/test_itertoolz.py\n"
     "The shell persists between actions; a command is killed after {timeout:g} seconds.\n"
-    "2. An edit of one file: the word edit and the path, then the exact lines to replace and "
-    "their replacement. For example:\n"
+    "2. An edit of one file you have read: the word edit and the path, then lines copied "
+    "exactly from the file and their replacement. For example:\n"
     "edit toolz/itertoolz.py\n"
     "<<<<<<< SEARCH\n"
     "    return n + 1\n"
     "=======\n"
     "    return n + 2\n"
     ">>>>>>> REPLACE\n"
+    "A new file can be written with a command (cat > file.py <<'EOF' … EOF).\n"
     "3. submit: finish; your changes are checked as they are.\n"
-    "Read the code (grep, sed -n) before editing it, run the tests, then submit."
+    "Begin with commands such as ls, grep -n and sed -n to read the code before editing it, "
+    "and check your result before you submit."
 )
 HUMANEVAL_STUB = "    raise NotImplementedError\n"
 HUMANEVAL_BENCHMARK = [f"HumanEval/{n}" for n in (0, 2, 7, 12, 23, 28, 29, 34, 35, 45, 53, 55)]
@@ -176,7 +181,10 @@ class CodeEnv:
             contexts.append(TaskContext(
                 {"package": package.name},
                 f"/repo is a checkout of {package.name} {package.version} (tests: "
-                f"`{package.test_command}`). Source files:\n" + "\n".join(files),
+                f"`{package.test_command}`). A developer here tries the library on concrete "
+                "values, finds where and how something is implemented, runs some of the tests, "
+                "or writes a small script or test that uses the library. Source files:\n"
+                + "\n".join(files),
                 doc_sources=(str(root),)))
         return contexts
 

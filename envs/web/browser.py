@@ -19,9 +19,9 @@ actions (leave the task page) and ``drag_and_drop``."""
 MAX_WAIT_MS = 3000
 CHROMIUM_FLAGS = ["--disable-gpu", "--disable-quic", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--disable-dev-shm-usage",
-                  # every request that is not a local file goes to a closed port
-                  "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>"]
+                  "--disable-dev-shm-usage"]
+OFFLINE_FLAGS = ["--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>"]
+"""Every request that is not a local file goes to a closed port."""
 CHROMIUM_CANDIDATES = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "chromium"]
 
 
@@ -33,22 +33,24 @@ def chromium_path() -> str | None:
     return None
 
 
-def use_system_chromium(executable: str) -> None:
-    """Route every Chromium launch of BrowserGym's Playwright instance to ``executable``."""
+def use_system_chromium(executable: str, *, offline: bool = True) -> None:
+    """Route every Chromium launch of BrowserGym's Playwright instance to ``executable``;
+    ``offline`` keeps it from reaching anything but local files."""
     from browsergym.core import env as browsergym_env
 
     chromium = browsergym_env._get_global_playwright().chromium
     launch: Callable[..., Any] = chromium.launch
-    if getattr(launch, "lbi_system_chromium", None) == executable:
+    flags = CHROMIUM_FLAGS + (OFFLINE_FLAGS if offline else [])
+    if getattr(launch, "lbi_system_chromium", None) == (executable, offline):
         return
     original = getattr(launch, "lbi_original", launch)
 
     def system_launch(*args: Any, **kwargs: Any) -> Any:
         kwargs["executable_path"] = executable
-        kwargs["args"] = [*(kwargs.get("args") or []), *CHROMIUM_FLAGS]
+        kwargs["args"] = [*(kwargs.get("args") or []), *flags]
         return original(*args, **kwargs)
 
-    system_launch.lbi_system_chromium = executable  # type: ignore[attr-defined]
+    system_launch.lbi_system_chromium = (executable, offline)  # type: ignore[attr-defined]
     system_launch.lbi_original = original  # type: ignore[attr-defined]
     chromium.launch = system_launch
 

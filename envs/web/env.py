@@ -151,14 +151,7 @@ class WebEnv:
 
     # ---- helpers ------------------------------------------------------------------------------
     def _render(self, observation: dict[str, Any]) -> str:
-        from browsergym.utils.obs import flatten_axtree_to_str
-
-        tree = flatten_axtree_to_str(observation["axtree_object"], filter_visible_only=True,
-                                     extra_properties=observation["extra_element_properties"],
-                                     ignored_roles=["LineBreak", "InlineTextBox"])
-        cut = len(tree) - self.config.max_chars
-        if cut > 0:
-            tree = tree[: self.config.max_chars] + f"\n... [{cut} more characters]"
+        tree = render_axtree(observation, self.config.max_chars)
         parts = [f"Page goal: {observation['goal']}", tree]
         if observation.get("last_action_error"):
             parts.append(f"Last action failed: {observation['last_action_error'][:500]}")
@@ -181,6 +174,18 @@ class WebEnv:
             in_browser_thread(self.gym.close)
             self.gym = None
             self._gym_task = None
+
+
+def render_axtree(observation: dict[str, Any], max_chars: int) -> str:
+    """A BrowserGym observation's accessibility tree as text (visible elements), cut to
+    ``max_chars`` with the cut counted."""
+    from browsergym.utils.obs import flatten_axtree_to_str
+
+    tree = flatten_axtree_to_str(observation["axtree_object"], filter_visible_only=True,
+                                 extra_properties=observation["extra_element_properties"],
+                                 ignored_roles=["LineBreak", "InlineTextBox"])
+    cut = len(tree) - max_chars
+    return tree[:max_chars] + f"\n... [{cut} more characters]" if cut > 0 else tree
 
 
 def _make_gym(task_name: str, config: WebConfig) -> Any:
@@ -206,4 +211,4 @@ def _make_gym(task_name: str, config: WebConfig) -> Any:
                     wait_for_user_message=False)
 
 
-__all__ = ["ALLOWED_ACTIONS", "WebConfig", "WebEnv", "in_browser_thread"]
+__all__ = ["ALLOWED_ACTIONS", "WebConfig", "WebEnv", "in_browser_thread", "render_axtree"]
