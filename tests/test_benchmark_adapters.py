@@ -279,3 +279,51 @@ def test_lbi_tasks_lists_webarena_records():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "webarena-0" in result.stdout and "webarena-811" in result.stdout
+
+
+def test_desktop_episode_drives_the_harness_it_is_given(tmp_path, monkeypatch):
+    """Control flow only: a stand-in ``desktop_env`` with the older signature of Spider2-V's
+    fork (no provider arguments) receives the task config, the checked actions, and scores."""
+    harness = tmp_path / "Spider2-V" / "desktop_env"
+    harness.mkdir(parents=True)
+    (harness / "__init__.py").write_text("")
+    (harness / "desktop_env.py").write_text(
+        "class DesktopEnv:\n"
+        "    def __init__(self, path_to_vm=None, snapshot_name='init_state',\n"
+        "                 action_space='computer_13', screen_size=(1920, 1080), headless=False,\n"
+        "                 require_a11y_tree=True):\n"
+        "        self.actions, self.settings = [], dict(action_space=action_space,\n"
+        "                                              headless=headless)\n"
+        "    def reset(self, task_config):\n"
+        "        self.config = task_config\n"
+        "        return {'accessibility_tree': '<root/>'}\n"
+        "    def step(self, action, pause):\n"
+        "        self.actions.append(action)\n"
+        "        return {'accessibility_tree': '<root/>'}, 0, action == 'DONE', {}\n"
+        "    def evaluate(self):\n"
+        "        return 1.0 if self.actions[-1] == 'DONE' else 0.0\n"
+        "    def close(self):\n"
+        "        pass\n")
+    (tmp_path / "examples" / "dbt").mkdir(parents=True)
+    (tmp_path / "test_all.json").write_text(json.dumps({"dbt": ["t1"]}))
+    (tmp_path / "examples" / "dbt" / "t1.json").write_text(json.dumps(
+        {"id": "t1", "instruction": "Run the dbt project.", "config": []}))
+    for variable in ("AWS_REGION", "AWS_SUBNET_ID", "AWS_SECURITY_GROUP_ID"):
+        monkeypatch.setenv(variable, "x")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        env = make_env("spider2v", provider_name="aws", tasks_dir=str(tmp_path),
+                       harness_path=str(harness.parent), sleep_after_action_s=0)
+        (listed,) = env.benchmark_tasks()
+        assert env.reset(listed).startswith("Accessibility tree:\ntag\tname")
+        assert env.harness.settings == {"action_space": "pyautogui", "headless": True}
+        assert env.harness.config["instruction"] == "Run the dbt project."
+        assert "not valid Python" in env.step("open the terminal")[0]
+        assert env.step("pyautogui.hotkey('ctrl', 'alt', 't')")[1] is False
+        assert env.step("DONE")[1] is True
+        assert env.harness.actions == ["pyautogui.hotkey('ctrl', 'alt', 't')", "DONE"]
+        assert env.evaluate() == 1.0
+        env.close()
+    finally:
+        for name in ("desktop_env.desktop_env", "desktop_env"):
+            sys.modules.pop(name, None)

@@ -54,8 +54,10 @@ ACTION_SPACE = (
     ">>>>>>> REPLACE\n"
     "A new file can be written with a command (cat > file.py <<'EOF' … EOF).\n"
     "3. submit: finish; your changes are checked as they are.\n"
-    "Begin with commands such as ls, grep -n and sed -n to read the code before editing it, "
-    "and check your result before you submit."
+    "Read the code before editing it and check your result before you submit. An answer "
+    "looks like this:\n"
+    "REASON: I need to see where take is defined.\n"
+    "ACTION: grep -n 'def take' toolz/itertoolz.py"
 )
 HUMANEVAL_STUB = "    raise NotImplementedError\n"
 HUMANEVAL_BENCHMARK = [f"HumanEval/{n}" for n in (0, 2, 7, 12, 23, 28, 29, 34, 35, 45, 53, 55)]
@@ -117,7 +119,10 @@ class CodeEnv:
         self.sandbox = code_sandbox(self.root, self.config.limits)
         self.sandbox.start()
         listing = self.sandbox.run("ls").output.split()
-        return f"{intro} The shell is in /repo, which contains: {' '.join(listing)}"
+        sources_listed = self.sandbox.run(
+            "find . -name '*.py' -not -path '*test*' | sed 's|^./||' | sort | head -60").output
+        return (f"{intro} The shell is in /repo, which contains: {' '.join(listing)}\n"
+                f"Python source files: {' '.join(sources_listed.split())}")
 
     def step(self, action: str) -> tuple[str, bool]:
         if self.sandbox is None or self.root is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import json
 import os
 import shutil
@@ -103,13 +104,7 @@ class DesktopEnv:
         self.check_infrastructure()
         self.task = task
         if self.harness is None:
-            harness_class = self._harness_module().DesktopEnv
-            self.harness = harness_class(
-                provider_name=self.config.provider_name, path_to_vm=self.config.path_to_vm,
-                region=self.config.region, snapshot_name=self.config.snapshot_name,
-                action_space="pyautogui", headless=self.config.headless,
-                screen_size=(self.config.screen_width, self.config.screen_height),
-                require_a11y_tree=True, **self.config.extra)
+            self.harness = self._start_harness()
         observation = self.harness.reset(task_config=self.task_config(task))
         return self._render(observation)
 
@@ -223,6 +218,23 @@ class DesktopEnv:
         if self.config.harness_path and self.config.harness_path not in sys.path:
             sys.path.insert(0, self.config.harness_path)
         return importlib.import_module("desktop_env.desktop_env")
+
+    def _start_harness(self) -> Any:
+        """desktop_env's DesktopEnv with the settings its version accepts (Spider2-V's fork
+        predates the provider arguments of OSWorld's)."""
+        harness_class = self._harness_module().DesktopEnv
+        c = self.config
+        settings = {"provider_name": c.provider_name, "path_to_vm": c.path_to_vm,
+                    "region": c.region, "snapshot_name": c.snapshot_name,
+                    "action_space": "pyautogui", "headless": c.headless,
+                    "screen_size": (c.screen_width, c.screen_height), "require_a11y_tree": True}
+        accepted = inspect.signature(harness_class).parameters
+        unknown = sorted(set(c.extra) - set(accepted))
+        if unknown:
+            raise EnvError(f"this desktop_env does not take {unknown}; remove them from "
+                           "env_args.extra")
+        return harness_class(**{k: v for k, v in {**settings, **c.extra}.items()
+                                if k in accepted})
 
     def _render(self, observation: dict[str, Any]) -> str:
         tree = observation.get("accessibility_tree")

@@ -10,9 +10,11 @@ pass) for ``git diff`` of the container against the task's base commit.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from lbi.envs import infra
@@ -92,9 +94,15 @@ class SWEBenchEnv:
 
         spec = self.test_spec(task)
         self.task, self.cwd, self.patch = task, WORKDIR, None
-        self.container = create_container(spec, self._client, f"{self.config.run_id}-agent",
-                                          logging.getLogger("lbi.swebench"))
-        self.container.start()
+        try:
+            self.container = create_container(
+                spec, self._client, f"{self.config.run_id}-agent-{secrets.token_hex(4)}",
+                logging.getLogger("lbi.swebench"))
+            self.container.start()
+        except Exception as exc:  # swebench's EvaluationError, docker's APIError, ...
+            raise EnvError(f"could not start the container of {task.env_args['instance_id']} "
+                           f"(image {spec.image}): {exc}\nFix: `swebench images build` the "
+                           "dataset's images, or check Docker.") from None
         listing, _ = self._run("ls")
         return (f"The repository {task.env_args['repo']} is checked out at {WORKDIR} "
                 f"(commit {task.env_args['base_commit'][:12]}). Files:\n{listing}")
@@ -115,13 +123,18 @@ class SWEBenchEnv:
         from swebench.harness.run_evaluation import run_instance
 
         patch = self.patch if self.patch is not None else self._diff()
-        prediction = {"instance_id": self.task.env_args["instance_id"],
-                      "model_name_or_path": "lbi", "model_patch": patch}
+        instance_id = self.task.env_args["instance_id"]
+        prediction = {"instance_id": instance_id, "model_name_or_path": "lbi",
+                      "model_patch": patch}
         self._remove_container()
-        _, report = run_instance(self.test_spec(self.task), prediction, self._client,
-                                 self.config.run_id, timeout=self.config.eval_timeout_s)
-        result = report.get(self.task.env_args["instance_id"], {})
-        return 1.0 if result.get("resolved") else 0.0
+        # the harness caches reports by run id: every evaluation gets its own
+        run_id = f"{self.config.run_id}-{secrets.token_hex(4)}"
+        result = run_instance(self.test_spec(self.task), prediction, self._client, run_id,
+                              timeout=self.config.eval_timeout_s)
+        if result is None:
+            raise EnvError(f"the SWE-bench harness could not evaluate {instance_id}; its log is "
+                           f"under logs/run_evaluation/{run_id}/lbi/{instance_id}/")
+        return 1.0 if result[1].get(instance_id, {}).get("resolved") else 0.0
 
     def close(self) -> None:
         self._remove_container()
@@ -139,12 +152,14 @@ class SWEBenchEnv:
     def task_contexts(self) -> list[TaskContext]:
         """One context per repository; its tasks run in the image of one of its instances."""
         contexts: dict[str, TaskContext] = {}
+        docs = Path(self.config.docs_dir or ".").expanduser()
         for row in self.instances.values():
             if row["repo"] not in contexts:
                 task = to_task(row)
+                checkout = docs / row["repo"].split("/")[1]
                 contexts[row["repo"]] = TaskContext(
                     task.env_args, f"A checkout of {row['repo']} at {WORKDIR}.",
-                    doc_sources=(row["repo"].split("/")[-1],))
+                    doc_sources=(str(checkout),))
         return list(contexts.values())
 
     def check_span(self, steps: list[Step], final_observation: str) -> bool | None:

@@ -59,9 +59,9 @@ class ActionRejected(ValueError):
     """An action outside the allowed set (the message is the agent's observation)."""
 
 
-def check_action(action: str) -> str:
-    """``action`` if it is one allowed BrowserGym call with literal arguments; long waits are
-    shortened. Raises ActionRejected otherwise."""
+def parse_call(action: str) -> tuple[str, list[Any]]:
+    """(name, arguments) of one BrowserGym call with literal arguments (its strict parser);
+    ActionRejected otherwise."""
     from browsergym.core.action.parsers import highlevel_action_parser
 
     try:
@@ -73,9 +73,16 @@ def check_action(action: str) -> str:
     if len(calls) != 1:
         raise ActionRejected("Error: give exactly one action per step.")
     (name, args), = calls
-    if name not in ALLOWED_ACTIONS:
+    return name, args
+
+
+def check_action(action: str, allowed: set[str] = ALLOWED_ACTIONS) -> str:
+    """``action`` if it is one ``allowed`` BrowserGym call with literal arguments; long waits
+    are shortened. Raises ActionRejected otherwise."""
+    name, args = parse_call(action)
+    if name not in allowed:
         raise ActionRejected(f"Error: {name}() is not available here; use one of: "
-                             f"{', '.join(sorted(ALLOWED_ACTIONS))}.")
+                             f"{', '.join(sorted(allowed))}.")
     if name == "noop":
         wait = args[0] if args and isinstance(args[0], int | float) else 1000
         return f"noop({max(0, min(wait, MAX_WAIT_MS))})"

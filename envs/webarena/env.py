@@ -24,7 +24,14 @@ from browsergym.core.task import AbstractBrowserTask
 
 from lbi.envs import infra
 from lbi.envs.base import TaskContext
-from lbi.envs.web.browser import ActionRejected, check_action, chromium_path, use_system_chromium
+from lbi.envs.web.browser import (
+    ALLOWED_ACTIONS,
+    ActionRejected,
+    check_action,
+    chromium_path,
+    parse_call,
+    use_system_chromium,
+)
 from lbi.envs.web.env import in_browser_thread, render_axtree
 from lbi.envs.webarena import tasks as wa_tasks
 from lbi.errors import EnvError
@@ -43,7 +50,7 @@ ACTION_SPACE = (
     '"DATA_VALIDATION_ERROR" | "UNKNOWN_ERROR", "retrieved_data": [<answers, for RETRIEVE>] or '
     'null, "error_details": null or "<why it failed>"}.'
 )
-NAVIGATION_ACTIONS = {"goto", "go_back", "go_forward"}
+WEBARENA_ACTIONS = ALLOWED_ACTIONS | {"goto", "go_back", "go_forward", "send_msg_to_user"}
 
 
 def site_urls_from_environment() -> dict[str, str]:
@@ -107,26 +114,22 @@ class WebArenaEnv:
             call = self.translate(action)
         except ActionRejected as exc:
             return str(exc), False
-        if call.startswith("send_msg_to_user("):
-            self.response = _first_argument(call)
+        name, args = parse_call(call)
+        if name == "send_msg_to_user":
+            self.response = args[0]
             return "Response recorded; the episode is over.", True
         observation, _, terminated, truncated, _ = in_browser_thread(self.gym.step, call)
         return self._render(observation), bool(terminated or truncated)
 
     def translate(self, action: str) -> str:
         """The BrowserGym call for ``action``, or ActionRejected (the agent's observation)."""
-        text = action.strip()
-        name = text.split("(", 1)[0].strip()
-        if name == "send_msg_to_user":
-            _first_argument(text)  # must parse
-            return text
-        if name in NAVIGATION_ACTIONS:
-            if name == "goto":
-                url = _first_argument(text)
-                if not self.allowed(url):
-                    raise ActionRejected(f"Error: {url} is not one of this task's websites.")
-            return text
-        return check_action(text)
+        name, args = parse_call(action)
+        if name in ("goto", "send_msg_to_user") and not (args and isinstance(args[0], str)):
+            raise ActionRejected(f"Error: {name}() takes one quoted string, e.g. "
+                                 "send_msg_to_user('{\"task_type\": \"RETRIEVE\", ...}').")
+        if name == "goto" and not self.allowed(args[0]):
+            raise ActionRejected(f"Error: {args[0]} is not one of this task's websites.")
+        return check_action(action, WEBARENA_ACTIONS)
 
     def allowed(self, url: str) -> bool:
         """Whether ``url`` is on one of the configured sites."""
@@ -193,22 +196,6 @@ class WebArenaEnv:
         if self.gym is not None:
             in_browser_thread(self.gym.close)
             self.gym = None
-
-
-def _first_argument(call: str) -> str:
-    """The first (string) argument of a BrowserGym call, parsed as a Python literal."""
-    import ast
-
-    try:
-        node = ast.parse(call.strip(), mode="eval").body
-        if isinstance(node, ast.Call) and node.args:
-            value = ast.literal_eval(node.args[0])
-            if isinstance(value, str):
-                return value
-    except (SyntaxError, ValueError):
-        pass
-    raise ActionRejected(f"Error: {call.split('(', 1)[0]}() takes one quoted string, e.g. "
-                         "send_msg_to_user('{\"task_type\": \"RETRIEVE\", ...}').")
 
 
 class StartPagesTask(AbstractBrowserTask):
