@@ -43,11 +43,17 @@ def documents_from_files(root: Path, patterns: list[str], *, min_chars: int = 20
             title, text = path.stem, raw
         if len(text) < min_chars:
             continue
-        title = title or path.stem
-        rel = str(path.relative_to(root))
-        for k, chunk in enumerate(chunk_text(text, chunk_chars)):
-            yield Document(id=content_id(rel, k), source=str(path),
-                           title=title if k == 0 else f"{title} (part {k + 1})", text=chunk)
+        yield from chunked_documents(str(path.relative_to(root)), str(path), title or path.stem,
+                                     text, chunk_chars)
+
+
+def chunked_documents(key: str, source: str, title: str, text: str,
+                      chunk_chars: int = DEFAULT_CHUNK_CHARS) -> Iterator[Document]:
+    """``text`` as Documents of at most ``chunk_chars``; ids are stable (hash of ``key`` and the
+    chunk number), later chunks' titles say which part they are."""
+    for k, chunk in enumerate(chunk_text(text, chunk_chars)):
+        yield Document(id=content_id(key, k), source=source,
+                       title=title if k == 0 else f"{title} (part {k + 1})", text=chunk)
 
 
 DOC_PATTERNS = ["**/*.html", "**/*.htm", "**/*.md", "**/*.rst", "**/*.txt"]
@@ -74,12 +80,8 @@ def documents_from_urls(urls: list[str], *, timeout_s: float = 30.0, min_chars: 
                 title, text = html_to_text(response.text)
             else:
                 title, text = url.rsplit("/", 1)[-1], response.text
-            if len(text) < min_chars:
-                continue
-            for k, chunk in enumerate(chunk_text(text, chunk_chars)):
-                yield Document(id=content_id(url, k), source=url,
-                               title=(title or url) if k == 0 else f"{title or url} (part {k + 1})",
-                               text=chunk)
+            if len(text) >= min_chars:
+                yield from chunked_documents(url, url, title or url, text, chunk_chars)
 
 
 def configured_corpus(benchmark: str, docs_dir: str | None, doc_urls: list[str] | None,

@@ -221,12 +221,6 @@ class StartPagesTask(AbstractBrowserTask):
                  chat_messages: list[Any]) -> tuple[float, bool, str, dict]:
         return 0.0, False, "", {}
 
-    def cheat(self, page: playwright.sync_api.Page, chat_messages: list[str]) -> None:
-        raise NotImplementedError
-
-    def teardown(self) -> None:
-        pass
-
 
 def _make_gym(start_urls: list[str], goal: str, har_path: Path, config: WebArenaConfig) -> Any:
     from browsergym.core.action.highlevel import HighLevelActionSet
