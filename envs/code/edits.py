@@ -1,13 +1,6 @@
-"""The ``edit`` action: search/replace blocks applied to a file of the episode's checkout.
+"""The ``edit`` action applied to a file of the episode's checkout.
 
-    edit path/to/file.py
-    <<<<<<< SEARCH
-    exact lines to find
-    =======
-    the lines to put there instead
-    >>>>>>> REPLACE
-
-The format and its rules live in ``lbi.envs.editblocks``. Paths are
+The SEARCH/REPLACE format and its rules live in ``lbi.envs.editblocks``. Here, paths are
 relative to the working directory (/repo) or absolute inside the sandbox, and must stay inside
 the episode directory (``..`` and symbolic links out of it are refused).
 """

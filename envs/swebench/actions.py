@@ -12,12 +12,18 @@ import json
 import secrets
 import shlex
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from lbi.envs import editblocks
 
 SUBMIT = {"submit", "exit", "stop"}
-_APPLIER = Path(editblocks.__file__).read_text()
+
+
+@cache
+def _applier_source() -> str:
+    """The source of ``editblocks``, base64-encoded for a ``python -c`` in the container."""
+    return base64.b64encode(Path(editblocks.__file__).read_bytes()).decode()
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,7 @@ class Command:
 def edit_command(action: str, workdir: str) -> str:
     """A shell command that applies the ``edit`` action inside the container."""
     payload = base64.b64encode(json.dumps({"action": action, "workdir": workdir}).encode())
-    source = base64.b64encode(_APPLIER.encode()).decode()
+    source = _applier_source()
     # run as __main__, the applier reads the payload from argv and exits with its status
     program = f"import base64; exec(compile(base64.b64decode('{source}'), 'editblocks', 'exec'))"
     runner = "$(command -v python3 || command -v python)"
