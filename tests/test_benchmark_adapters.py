@@ -58,21 +58,36 @@ def test_site_placeholders_are_filled_longest_first():
         wa_tasks.fill_urls("__GITLAB__/x", urls)
 
 
+class SiteHandler(http.server.SimpleHTTPRequestHandler):
+    """Static pages; a form post is answered like the forum's: 302 back to the start page."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(302)
+        self.send_header("Location", "/")
+        self.end_headers()
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """A local HTTP server standing in for WebArena's admin and GitLab sites."""
+    """A local HTTP server standing in for WebArena's admin, GitLab and forum sites."""
     root = tmp_path_factory.mktemp("site")
     page = "<html><head><meta charset='utf-8'><title>{}</title></head><body>{}</body></html>"
     (root / "index.html").write_text(page.format(
         "Dashboard", "<h1>Bestsellers 2022</h1><table><tr><td>Quest Lumaflex™ Band</td>"
-        "<td>6</td></tr></table><a href='/dashboard/todos'>To-Do List</a>"))
+        "<td>6</td></tr></table><a href='/dashboard/todos'>To-Do List</a>"
+        "<form method='post' action='/user/MarvelsGrantMan136/edit_biography'>"
+        "<textarea name='user_biography[biography]' aria-label='Biography'></textarea>"
+        "<button type='submit'>Save</button></form>"))
     (root / "help.html").write_text(page.format(
         "Help", "<p>" + "A to-do is added when an issue or merge request is assigned to you. " * 5
         + "</p>"))
     (root / "dashboard").mkdir()
     (root / "dashboard" / "todos").write_text(page.format("To-Do List", "<h1>To-Do</h1>"))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None
+    handler = functools.partial(SiteHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -81,7 +96,7 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def webarena(site, tmp_path_factory):
-    env = make_env("webarena", sites={"shopping_admin": site, "gitlab": site},
+    env = make_env("webarena", sites={"shopping_admin": site, "gitlab": site, "reddit": site},
                    trace_dir=str(tmp_path_factory.mktemp("traces")))
     yield env
     env.close()
@@ -121,6 +136,17 @@ def test_webarena_navigate_task_scored_from_the_network_trace(webarena):
     webarena.reset(task(webarena, 44))  # claims success without going there
     webarena.step(respond("NAVIGATE"))
     assert webarena.evaluate() == 0.0
+
+
+def test_webarena_mutate_task_scored_from_the_posted_form(webarena):
+    for bio, score in [("I am a robot", 1.0), ("I am a human", 0.0)]:
+        observation = webarena.reset(task(webarena, 399))  # 'Change my bio to "I am a robot"'
+        box = observation.split("] textbox 'Biography'")[0].rsplit("[", 1)[1]
+        save = observation.split("] button 'Save'")[0].rsplit("[", 1)[1]
+        assert webarena.step(f"fill('{box}', '{bio}')")[1] is False
+        assert webarena.step(f"click('{save}')")[1] is False
+        webarena.step(respond("MUTATE"))
+        assert webarena.evaluate() == score, bio
 
 
 def test_webarena_refuses_other_websites_and_bad_calls(webarena, site):
