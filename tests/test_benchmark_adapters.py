@@ -72,8 +72,9 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """A local HTTP server standing in for WebArena's admin, GitLab and forum sites."""
+def sites(tmp_path_factory):
+    """Local HTTP servers standing in for WebArena's admin, GitLab and forum sites: the same
+    pages, one port per site (the evaluator maps URLs back to sites, so they must differ)."""
     root = tmp_path_factory.mktemp("site")
     page = "<html><head><meta charset='utf-8'><title>{}</title></head><body>{}</body></html>"
     (root / "index.html").write_text(page.format(
@@ -88,15 +89,19 @@ def site(tmp_path_factory):
     (root / "dashboard").mkdir()
     (root / "dashboard" / "todos").write_text(page.format("To-Do List", "<h1>To-Do</h1>"))
     handler = functools.partial(SiteHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    servers = {name: http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+               for name in ("shopping_admin", "gitlab", "reddit")}
+    for server in servers.values():
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {name: f"http://127.0.0.1:{server.server_address[1]}"
+           for name, server in servers.items()}
+    for server in servers.values():
+        server.shutdown()
 
 
 @pytest.fixture(scope="module")
-def webarena(site, tmp_path_factory):
-    env = make_env("webarena", sites={"shopping_admin": site, "gitlab": site, "reddit": site},
+def webarena(sites, tmp_path_factory):
+    env = make_env("webarena", sites=sites,
                    trace_dir=str(tmp_path_factory.mktemp("traces")))
     yield env
     env.close()
@@ -149,14 +154,21 @@ def test_webarena_mutate_task_scored_from_the_posted_form(webarena):
         assert webarena.evaluate() == score, bio
 
 
-def test_webarena_refuses_other_websites_and_bad_calls(webarena, site):
+def test_webarena_refuses_other_websites_and_bad_calls(webarena, sites):
     webarena.reset(task(webarena, 0))
     observation, done = webarena.step("goto('http://example.com/')")
     assert not done and "not one of this task's websites" in observation
-    observation, done = webarena.step(f"goto('{site}/dashboard/todos')")
+    observation, done = webarena.step(f"goto('{sites['gitlab']}/dashboard/todos')")
     assert not done and "To-Do" in observation
     assert "not available" in webarena.step("upload_file('3', '/etc/passwd')")[0]
     assert "one quoted string" in webarena.step("send_msg_to_user(42)")[0]
+
+
+def test_webarena_site_configuration_is_checked():
+    with pytest.raises(EnvError, match="share one URL"):
+        make_env("webarena", sites={"gitlab": "http://h:1", "reddit": "http://h:1/"})
+    with pytest.raises(EnvError, match="unknown WebArena sites"):
+        make_env("webarena", sites={"gitlb": "http://h:1"})
 
 
 def test_webarena_without_sites_fails_fast_naming_them():
@@ -285,7 +297,8 @@ def test_desktop_task_listing_follows_the_benchmark_layout(tmp_path):
 
 
 # ---- documentation corpora --------------------------------------------------------------------
-def test_benchmark_docs_come_from_a_folder_or_urls(site, tmp_path):
+def test_benchmark_docs_come_from_a_folder_or_urls(sites, tmp_path):
+    site = sites["gitlab"]
     long_text = "GitLab to-do lists collect what needs your attention. " * 10
     (tmp_path / "todos.md").write_text(f"# To-Do List\n\n{long_text}")
     (tmp_path / "stub.html").write_text("<html><title>x</title>moved</html>")  # too short: skipped

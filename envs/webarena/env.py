@@ -11,6 +11,7 @@ checks the response (retrieve tasks) and the network events (navigate / mutate t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import urllib.parse
@@ -77,6 +78,17 @@ class WebArenaConfig:
     trace_dir: str | None = None
     """Keep each episode's HAR and response here (default: a temporary folder)."""
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.sites) - set(wa_tasks.SITES))
+        if unknown:
+            raise EnvError(f"unknown WebArena sites {unknown}; sites are {wa_tasks.SITES}")
+        by_url: dict[str, list[str]] = {}
+        for site, url in self.sites.items():
+            by_url.setdefault(url.rstrip("/"), []).append(site)
+        shared = [names for names in by_url.values() if len(names) > 1]
+        if shared:  # the evaluator maps URLs in the trace back to sites
+            raise EnvError(f"WebArena sites {shared[0]} share one URL; each site needs its own")
+
 
 class WebArenaEnv:
     """WebArena tasks in Chromium (BrowserGym), evaluated by webarena-verified."""
@@ -141,6 +153,7 @@ class WebArenaEnv:
         """webarena-verified's score (the browser is closed first so that the HAR is written)."""
         if self.task is None or self.task.origin != "benchmark" or self.har_path is None:
             return None
+        in_browser_thread(_settle, self.gym)
         self._close_gym()
         response = self.response if self.response is not None else "null"
         return wa_tasks.evaluate(int(self.task.env_args["task_id"]), response,
@@ -220,6 +233,17 @@ class StartPagesTask(AbstractBrowserTask):
     def validate(self, page: playwright.sync_api.Page,
                  chat_messages: list[Any]) -> tuple[float, bool, str, dict]:
         return 0.0, False, "", {}
+
+
+def _settle(gym: Any, timeout_ms: int = 10000) -> None:
+    """Let the page's requests finish so that the trace holds their responses (a navigation or
+    form post still in flight would be missing from the HAR); sites that never go idle are given
+    ``timeout_ms``."""
+    if gym is None:
+        return
+    for page in gym.context.pages:
+        with contextlib.suppress(playwright.sync_api.Error):
+            page.wait_for_load_state("networkidle", timeout=timeout_ms)
 
 
 def _make_gym(start_urls: list[str], goal: str, har_path: Path, config: WebArenaConfig) -> Any:
