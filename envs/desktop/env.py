@@ -153,14 +153,16 @@ class DesktopEnv:
 
     def task_contexts(self) -> list[TaskContext]:
         """One context per application domain; a generated task opens that domain's first
-        benchmark set-up (the same VM snapshot, with that task's files in place)."""
+        benchmark set-up (the same VM snapshot, with that task's files in place). Documents
+        under ``<docs_dir>/<domain>/`` are about that domain."""
         contexts: dict[str, TaskContext] = {}
+        docs = Path(self.config.docs_dir or ".").expanduser()
         for task in self.benchmark_tasks():
             domain = task.env_args["domain"]
             contexts.setdefault(domain, TaskContext(
-                {**task.env_args, "generated": True},
+                task.env_args,
                 f"The {domain} application on an Ubuntu desktop ({self.benchmark.title}).",
-                doc_sources=(domain,)))
+                doc_sources=(str(docs / domain),)))
         return list(contexts.values())
 
     def check_span(self, steps: list[Step], final_observation: str) -> bool | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from lbi.envs import infra
 from lbi.envs.base import TaskContext, truncate
-from lbi.envs.swebench import actions
+from lbi.envs.swebench import actions, package_problem
 from lbi.errors import EnvError
 from lbi.types import Document, Step, Task
 
@@ -166,9 +166,7 @@ class SWEBenchEnv:
         return not (final_observation.startswith("Error") or "[exit code" in final_observation)
 
     def check_infrastructure(self) -> None:
-        infra.require("SWE-bench", [
-            infra.module_problem("swebench", "pip install 'learn-by-interact[benchmarks]'"),
-            infra.docker_problem()], GUIDE)
+        infra.require("SWE-bench", [package_problem(), infra.docker_problem()], GUIDE)
 
     def test_spec(self, task: Task) -> Any:
         """swebench's TestSpec (image, evaluation script, tests) of the task's instance."""

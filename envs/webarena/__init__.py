@@ -10,14 +10,15 @@ from lbi.envs.web.browser import chromium_path
 
 
 def make_env(**kwargs: Any) -> Any:
-    infra.require("WebArena", _package_problems(),
+    infra.require("WebArena", package_problems(),
                   "pip install 'learn-by-interact[web,benchmarks]'")
     from lbi.envs.webarena.env import WebArenaConfig, WebArenaEnv
 
     return WebArenaEnv(WebArenaConfig(**kwargs))
 
 
-def _package_problems() -> list[str | None]:
+def package_problems() -> list[str | None]:
+    """BrowserGym and webarena-verified, when they are not installed."""
     return [infra.module_problem("browsergym.core", "pip install 'learn-by-interact[web]'"),
             infra.module_problem("webarena_verified",
                                  "pip install 'learn-by-interact[benchmarks]'")]
@@ -27,7 +28,7 @@ def missing_dependencies() -> list[str]:
     from lbi.envs.webarena.env import site_urls_from_environment
 
     sites = site_urls_from_environment()
-    problems = [*_package_problems(),
+    problems = [*package_problems(),
                 None if chromium_path() else "Chromium (apt-get install chromium)",
                 None if sites else "the WebArena sites (set WA_SHOPPING, WA_GITLAB, … or "
                                    "env_args.sites; see the README)"]

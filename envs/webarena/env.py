@@ -34,6 +34,7 @@ from lbi.envs.web.browser import (
     use_system_chromium,
 )
 from lbi.envs.web.env import in_browser_thread, render_axtree
+from lbi.envs.webarena import package_problems
 from lbi.envs.webarena import tasks as wa_tasks
 from lbi.errors import EnvError
 from lbi.types import Document, Step, Task
@@ -188,9 +189,7 @@ class WebArenaEnv:
         infra.require("WebArena", [
             None if sites else "the WebArena sites (env_args.sites or WA_<SITE> variables)",
             None if chromium_path() else "Chromium (apt-get install chromium)",
-            infra.module_problem("browsergym.core", "pip install 'learn-by-interact[web]'"),
-            infra.module_problem("webarena_verified",
-                                 "pip install 'learn-by-interact[benchmarks]'"),
+            *package_problems(),
             *(infra.url_problem(f"the WebArena site {s!r}", self.config.sites.get(s))
               for s in sites),
             infra.path_problem("the storage state", self.config.storage_state,

@@ -60,22 +60,28 @@ def fill_urls(url: str, site_urls: dict[str, str]) -> str:
     """``url`` with its ``__SITE__`` placeholders replaced by the configured site URLs."""
     for site in sorted(site_urls, key=len, reverse=True):  # SHOPPING_ADMIN before SHOPPING
         url = url.replace(f"__{site.upper()}__", site_urls[site].rstrip("/"))
-    if "__" in url:
+    if any(f"__{site.upper()}__" in url for site in SITES):
         raise EnvError(f"no URL configured for a site in {url!r}; set env_args sites "
                        "(or the WA_<SITE> variable)")
     return url
+
+
+@cache
+def _evaluator(sites: tuple[tuple[str, str], ...]) -> Any:
+    """webarena-verified configured with the site URLs (it maps trace URLs back to sites);
+    one per site configuration, since building it loads all task records."""
+    from webarena_verified.api import WebArenaVerified
+    from webarena_verified.types.config import WebArenaVerifiedConfig
+
+    return WebArenaVerified(config=WebArenaVerifiedConfig(environments={
+        f"__{site.upper()}__": {"urls": [url]} for site, url in sites}))
 
 
 def evaluate(task_id: int, response: str, har_path: str, site_urls: dict[str, str]) -> float:
     """webarena-verified's score of the agent's final response and network trace (HAR)."""
     from pathlib import Path
 
-    from webarena_verified.api import WebArenaVerified
-    from webarena_verified.types.config import WebArenaVerifiedConfig
-
-    config = WebArenaVerifiedConfig(environments={
-        f"__{site.upper()}__": {"urls": [url]} for site, url in site_urls.items()})
-    result = WebArenaVerified(config=config).evaluate_task(
+    result = _evaluator(tuple(sorted(site_urls.items()))).evaluate_task(
         task_id=task_id, agent_response=response, network_trace=Path(har_path))
     if result.error_msg and str(result.status).lower().endswith("error"):
         raise EnvError(f"webarena-verified could not evaluate task {task_id}: "
