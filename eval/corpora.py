@@ -29,16 +29,22 @@ class Corpus:
     """Entries dropped because they overlap a held-out task."""
 
 
+def check_dataset(corpus: str, dataset: Path | None) -> None:
+    """Fail with the fix when a dataset corpus is missing (before any episode runs)."""
+    if corpus != "docs" and (dataset is None or not (dataset / corpus).exists()):
+        raise ConfigError(f"no `{corpus}` config in the dataset folder {dataset}: point "
+                          "`dataset` at the folder `lbi synth` wrote (…/dataset); datasets made "
+                          "before the data-distill config existed get it by rerunning lbi synth "
+                          "on the same output_dir (finished stages are not redone)")
+
+
 def load_entries(corpus: str, dataset: Path | None, env: Environment,
                  held_out: list[Task]) -> tuple[list[Entry], int]:
     """The entries of ``corpus`` and how many were dropped by decontamination."""
     if corpus == "docs":
         return [document_entry(d) for d in env.docs()], 0
-    if dataset is None or not (dataset / corpus).exists():
-        raise ConfigError(f"no `{corpus}` config in the dataset folder {dataset}: point "
-                          "`dataset` at the folder `lbi synth` wrote (…/dataset); datasets made "
-                          "before the data-distill config existed get it by rerunning lbi synth "
-                          "on the same output_dir (finished stages are not redone)")
+    check_dataset(corpus, dataset)
+    assert dataset is not None
     rows = load_dataset_dir(dataset)[corpus]["train"]
     decontam = Decontaminator(held_out)
     examples = [example_from_row(row) for row in rows]

@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lbi.agent.llm import LLM, Budget, LLMConfig
+from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig
 from lbi.agent.local import LOCAL_PREFIX, resolve_gguf
 from lbi.agent.loop import Agent, AgentConfig, ChatModel, Reference
 from lbi.agent.retrieval import AgenticRetriever, Embedder
@@ -29,8 +29,8 @@ from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
 from lbi.errors import ConfigError, ModelError
 from lbi.eval import report
 from lbi.eval.config import AgentSpec, EvalConfig, RetrievalConfig
-from lbi.eval.corpora import Corpus, open_corpus
-from lbi.io import atomic_write_text
+from lbi.eval.corpora import Corpus, check_dataset, open_corpus
+from lbi.io import atomic_write_text, lock_dir
 from lbi.types import Task, Trajectory
 
 ModelFactory = Callable[[LLMConfig, Budget], ChatModel]
@@ -62,6 +62,8 @@ class Evaluation:
         self._envs = EnvPerThread(lambda: self.env_info.create(**config.env_args))
         self._embedders: dict[str, Embedder] = {}
         self._corpora: dict[tuple[str, str], Corpus] = {}
+        self.lost: dict[str, int] = {}
+        """Episodes per agent left unfinished because the model endpoint failed."""
 
     def env(self) -> Environment:
         """This thread's environment instance."""
@@ -101,13 +103,18 @@ class Evaluation:
                                   f"there are: {', '.join(a.name for a in agents)}")
             agents = [a for a in agents if a.name in only]
         self.check_models(agents)
+        lock = lock_dir(self.config.output_dir, "lbi eval")
         try:
             check_infrastructure(self.env())
             tasks = self.held_out_tasks()
             for agent in agents:
+                if agent.retrieval:
+                    check_dataset(agent.retrieval.corpus, self.config.dataset)
+            for agent in agents:
                 self.run_agent(agent, tasks)
         finally:
             self._envs.close()
+            lock.close()
         # Rows of every configured agent that has a complete result (from this or earlier runs).
         rows = [row for a in self.config.agents
                 if (path := self._folder(a) / "row.json").exists()
@@ -115,6 +122,12 @@ class Evaluation:
         results = {"env": self.config.env, "tasks": [t.id for t in tasks],
                    "step_limit": self.config.step_limit, "agents": rows}
         report.write(results, self.config.output_dir)
+        if self.lost:
+            raise ModelError(
+                "the model endpoint failed (after retries) in "
+                + ", ".join(f"{n} episode(s) of {name!r}" for name, n in self.lost.items())
+                + "; they are not stored as results. Rerun the same command when the endpoint "
+                "is back: finished episodes are kept.")
         return results
 
     def check_models(self, agents: list[AgentSpec]) -> None:
@@ -128,8 +141,9 @@ class Evaluation:
                     raise ConfigError(f"agent {spec.name!r}: {exc}\nRun the other rows with "
                                       "--only NAME, or produce the model first.") from None
 
-    def run_agent(self, spec: AgentSpec, tasks: list[Task]) -> dict[str, Any]:
-        """All episodes of one agent configuration (finished ones are read back, not rerun)."""
+    def run_agent(self, spec: AgentSpec, tasks: list[Task]) -> dict[str, Any] | None:
+        """All episodes of one agent configuration (finished ones are read back, not rerun).
+        Returns its row, or None when episodes were left unfinished by a failing endpoint."""
         folder = self._folder(spec)
         settings = self._settings(spec)
         self._claim(folder, settings)
@@ -145,18 +159,25 @@ class Evaluation:
 
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn()]
-        with Progress(*columns, console=self.console) as progress:
-            bar = progress.add_task(spec.name, total=len(tasks), completed=len(done))
-            with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-                futures = [pool.submit(episode, t) for t in todo]
-                try:
-                    for future in as_completed(futures):
+        lost = 0
+        pool = ThreadPoolExecutor(max_workers=self.config.concurrency)
+        try:
+            with Progress(*columns, console=self.console) as progress:
+                bar = progress.add_task(spec.name, total=len(tasks), completed=len(done))
+                for future in as_completed([pool.submit(episode, t) for t in todo]):
+                    try:
                         future.result()  # a model error (bad key, budget) ends the evaluation
-                        progress.advance(bar)
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    raise
+                    except LLMCallFailed:  # the endpoint failed: unfinished, rerun later
+                        lost += 1
+                        continue
+                    progress.advance(bar)
+        except BaseException:  # Ctrl-C or a run-level error: drop the queue, keep what finished
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+        if lost:
+            self.lost[spec.name] = lost
+            return None
         trajectories = [done[t.id] for t in tasks]
         row = {"name": spec.name, **settings, "tasks": [t.id for t in tasks],
                "episodes_dir": str(folder),

@@ -44,19 +44,30 @@ def envs() -> None:
 
 
 @models_app.callback()
-def models(ctx: typer.Context) -> None:
+def models(
+    ctx: typer.Context,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="hash every present model file again (detects bit rot)")] = False,
+) -> None:
     """List the embedded models: present, verified, size."""
     if ctx.invoked_subcommand:
         return
     from lbi.agent.local import EMBEDDED, is_verified
+    from lbi.agent.local import verify as verify_model
 
     table = Table("model", "role", "size", "present", "verified", "path")
+    corrupt = []
     for m in EMBEDDED.values():
         present = m.path.is_file()
+        if verify and present and not verify_model(m):
+            corrupt.append(m.name)
         table.add_row(f"local/{m.name}", m.role, f"{m.size / 1e6:,.0f} MB",
                       "yes" if present else "[yellow]no[/]",
                       "yes" if is_verified(m) else "[yellow]no[/]", str(m.path))
     console.print(table)
+    if corrupt:
+        raise LbiError(f"sha256 mismatch: {', '.join(corrupt)} (the file changed on disk). "
+                       f"Fix: lbi models pull {' '.join(corrupt)}")
     console.print("Download with: lbi models pull <name> (or --all)")
 
 

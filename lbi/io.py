@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
+
+from lbi.errors import ConfigError
 
 
 @contextmanager
@@ -24,3 +29,24 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` so that a reader (or a crash) never sees a half-written file."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def lock_dir(folder: Path, what: str) -> IO[str]:
+    """Hold an exclusive lock on ``folder`` for this process (released when the returned file
+    is closed, or when the process dies): two runs writing one output folder would repeat each
+    other's calls and duplicate records."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fh = open(folder / ".lock", "a+")  # noqa: SIM115 - the caller closes it
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise ConfigError(f"{folder} is in use by {holder}; wait for it to finish (or stop "
+                          "it), or use another output folder.") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{what} (pid {os.getpid()})")
+    fh.flush()
+    return fh

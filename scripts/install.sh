@@ -8,8 +8,11 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # sqlite3-doc: the SQL docs corpus; bubblewrap: the sandbox of the shell and code environments;
 # man-db + manpages: the shell docs corpus; jq: a tool one shell benchmark task uses;
-# chromium: the web environment's browser (Debian's build; never `playwright install`).
-APT_PACKAGES=(sqlite3-doc bubblewrap man-db manpages jq chromium)
+# chromium: the web environment's browser (Debian's build; never `playwright install`);
+# python3-pytest: the code environment runs tests with the system Python, which lies in /usr
+# and so is reachable by the sandbox user (a root caller's own Python may not be);
+# python3-wcwidth: tabulate's wide-character tests need it.
+APT_PACKAGES=(sqlite3-doc bubblewrap man-db manpages jq chromium python3-pytest python3-wcwidth)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -12,7 +12,6 @@ import random
 import re
 from typing import Literal
 
-from lbi.agent.llm import LLMCallFailed
 from lbi.agent.loop import ChatModel
 from lbi.synth.prompts import (
     ABSTRACTION,
@@ -94,16 +93,14 @@ def original_example(traj: Trajectory) -> Example:
 
 def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
               kind: Literal["abstraction", "summary"]) -> Example | str:
-    """One example for a span, or the error text if the generator failed."""
+    """One example for a span, or why the generator's answer is unusable (a failed call is
+    raised: it is not a result)."""
     steps, final = traj.span(*span)
     rendered = render_trajectory(steps, final)
     template = ABSTRACTION if kind == "abstraction" else SUMMARY
     prompt = template.format(env=traj.task.env, trajectory=rendered,
                              max_sentences=2 * len(steps) + 1)
-    try:
-        out = llm.complete([{"role": "user", "content": prompt}])
-    except LLMCallFailed as exc:
-        return str(exc)
+    out = llm.complete([{"role": "user", "content": prompt}])
     instruction = parse_instruction(out.text)
     if len(instruction) < 10:
         return f"unusable instruction: {out.text[:200]!r}"

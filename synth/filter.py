@@ -11,7 +11,6 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from lbi.agent.llm import LLMCallFailed
 from lbi.agent.loop import ChatModel
 from lbi.envs.base import Environment
 from lbi.synth.prompts import JUDGE, JUDGE_SCHEMA, json_format, parse_judgement, render_trajectory
@@ -32,15 +31,14 @@ class Judgement(BaseModel):
 
 
 def judge(llm: ChatModel, example: Example) -> Vote:
-    """One member's vote; an unusable answer counts as a 'no' with the reason recorded."""
+    """One member's vote; an unusable answer counts as a 'no' with the reason recorded (a
+    failed call is raised: it is no vote)."""
     prompt = JUDGE.format(env=example.env, instruction=example.instruction,
                           trajectory=render_trajectory(example.steps, example.final_observation))
+    out = llm.complete([{"role": "user", "content": prompt}],
+                       response_format=json_format(JUDGE_SCHEMA))
     try:
-        out = llm.complete([{"role": "user", "content": prompt}],
-                           response_format=json_format(JUDGE_SCHEMA))
         criteria, reason = parse_judgement(out.text)
-    except LLMCallFailed as exc:
-        return Vote(model=llm.name, accept=False, reason=f"call failed: {exc}")
     except ValueError as exc:
         return Vote(model=llm.name, accept=False, reason=f"unparsable judgement: {exc}")
     return Vote(model=llm.name, accept=all(criteria.values()), criteria=criteria, reason=reason)

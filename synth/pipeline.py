@@ -12,7 +12,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,11 +20,12 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lbi.agent.llm import LLM, Budget, LLMConfig
+from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig
 from lbi.agent.loop import Agent, AgentConfig, ChatModel
 from lbi.envs import get_env_info
 from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
 from lbi.errors import BudgetExceeded, ConfigError
+from lbi.io import lock_dir
 from lbi.synth import backward, export, taskgen
 from lbi.synth.card import dataset_card
 from lbi.synth.config import SynthConfig
@@ -38,6 +39,8 @@ T = TypeVar("T")
 
 STAGES = ("docs", "taskgen", "rollouts", "backward", "filter", "export")
 """In order; each resumes from the stores of the ones before it."""
+FAILURE_STREAK = 5
+"""Failed model calls in a row (each after its retries) after which a run stops."""
 
 
 class BackwardFailure(BaseModel):
@@ -64,7 +67,10 @@ class Synthesis:
         self._envs = EnvPerThread(lambda: self.env_info.create(**config.env_args))
         self.stats: dict[str, Any] = {"stages": {}}
         self.stopped_by: str | None = None
-        """Why the run stopped early (a budget), if it did."""
+        """Why the run stopped early (a budget, a failing endpoint), if it did."""
+        self.lost: dict[str, int] = {}
+        """Items per stage left unfinished because their model call failed (retried on the
+        next run); a run with any is incomplete and exports nothing."""
         self.started = time.perf_counter()
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -81,7 +87,10 @@ class Synthesis:
         """Run ``fn`` over ``items`` on a bounded pool with a progress bar.
 
         When a budget runs out, no new item starts (in this or a later stage); what finished is
-        kept and the later stages still collect and export it.
+        kept and the later stages still collect and export it. An item whose model call failed
+        (LLMCallFailed: the endpoint, after its retries) stores nothing and is counted in
+        ``self.lost``; after several in a row the endpoint is taken to be down and the run stops
+        starting items. Ctrl-C cancels the queue at once (items in flight finish and are kept).
         """
         if not items or self.stopped_by:
             return
@@ -93,26 +102,36 @@ class Synthesis:
             self._check_time()
             fn(item)
 
-        with Progress(*columns, console=self.console, transient=False) as progress:
-            bar = progress.add_task(description, total=len(items))
-            with ThreadPoolExecutor(max_workers=workers) as pool:
+        streak = 0
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            with Progress(*columns, console=self.console, transient=False) as progress:
+                bar = progress.add_task(description, total=len(items))
                 pending = {pool.submit(job, item) for item in items}
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                while pending and not self.stopped_by:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         error = future.exception()
+                        if isinstance(error, LLMCallFailed):
+                            self.lost[description] = self.lost.get(description, 0) + 1
+                            streak += 1
+                            if streak >= FAILURE_STREAK:
+                                self.stopped_by = (f"the model endpoint failed {streak} calls "
+                                                   f"in a row (last: {error})")
+                            continue
                         if isinstance(error, BudgetExceeded):
                             self.stopped_by = str(error)
                         elif error is not None:
-                            for other in pending:
-                                other.cancel()
                             raise error
+                        streak = 0
                         progress.advance(bar)
-                    if self.stopped_by:
-                        for other in pending:
-                            other.cancel()
-                        wait(pending)
-                        pending = set()
+                for other in pending:
+                    other.cancel()
+                wait(pending)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
     def _stage(self, name: str, budget: Budget, started: float, **counts: Any) -> None:
         self.stats["stages"][name] = {**counts, **budget.summary(),
@@ -282,6 +301,7 @@ class Synthesis:
         when the export ran (also when a budget stopped the run early)."""
         if until not in STAGES:
             raise ConfigError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
+        lock = lock_dir(self.out, "lbi synth")
         try:
             if until not in ("docs", "taskgen"):
                 check_infrastructure(self.env())
@@ -305,14 +325,16 @@ class Synthesis:
             if until == "backward":
                 return None
             judgements = self.judgements(examples, decontam)
-            if until == "filter":
+            if until == "filter" or self.lost:
                 return None
             return self.export(trajectories, examples, judgements, decontam)
         finally:
             self.stats.setdefault("stopped_by_budget", self.stopped_by)
+            self.stats["lost_to_endpoint_failures"] = dict(self.lost)
             self.stats["wall_s"] = round(time.perf_counter() - self.started, 1)
             write_json(self.out / "stats.json", self.stats)
             self._envs.close()
+            lock.close()
 
     def _summarize(self, counts: dict[str, int]) -> None:
         wall = time.perf_counter() - self.started

@@ -7,7 +7,6 @@ import random
 
 from pydantic import BaseModel
 
-from lbi.agent.llm import LLMCallFailed
 from lbi.agent.loop import ChatModel
 from lbi.envs.base import Environment, TaskContext
 from lbi.synth.prompts import TASKGEN, TASKS_SCHEMA, json_format, parse_tasks
@@ -45,17 +44,15 @@ def context_for(doc: Document, contexts: list[TaskContext]) -> TaskContext | Non
 
 def generate_for_document(llm: ChatModel, env: Environment, doc: Document, n: int,
                           context: TaskContext | None) -> TaskGenRecord:
-    """Ask the generator for ``n`` tasks based on ``doc``; failures are recorded, not raised."""
+    """Ask the generator for ``n`` tasks based on ``doc``. An unparsable answer is recorded; a
+    failed call (LLMCallFailed) is raised, so that nothing is stored and a rerun asks again."""
     prompt = TASKGEN.format(
         env=env.name, title=doc.title, doc=doc.text, n=n,
         context=(f"The tasks will be done here:\n{context.description}" if context else ""),
     )
     env_args = context.env_args if context else {}
-    try:
-        out = llm.complete([{"role": "user", "content": prompt}],
-                           response_format=json_format(TASKS_SCHEMA))
-    except LLMCallFailed as exc:
-        return TaskGenRecord(id=doc.id, env_args=env_args, error=str(exc))
+    out = llm.complete([{"role": "user", "content": prompt}],
+                       response_format=json_format(TASKS_SCHEMA))
     tasks = parse_tasks(out.text)[:n]
     return TaskGenRecord(id=doc.id, env_args=env_args, raw=out.text, tasks=tasks, llm=out.call,
                          error=None if tasks else "no task could be parsed")

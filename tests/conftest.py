@@ -19,6 +19,19 @@ def llm_cache(tmp_path, monkeypatch):
     return tmp_path / "llm-cache"
 
 
+@pytest.fixture
+def box_root():
+    """An episode directory a sandbox can use (pytest's tmp_path is closed to the sandbox user
+    when the tests run as root)."""
+    import shutil
+
+    from lbi.envs.sandbox import episode_dir
+
+    root = episode_dir("lbi-test-")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 EXAMPLES = {  # instruction → (database, actions): small, real examples for retrieval tests
     "How many tracks are in the music store?": ("chinook", ["SELECT count(*) FROM track"]),
     "List the names of all media types.": ("chinook", ["SELECT name FROM mediatype"]),

@@ -184,13 +184,13 @@ def test_webarena_without_sites_fails_fast_naming_them():
 
 # ---- SWE-bench --------------------------------------------------------------------------------
 @pytest.fixture
-def checkout(tmp_path):
+def checkout(box_root):
     """A repository at /testbed in a bubblewrap sandbox, standing in for the task container."""
-    (tmp_path / "testbed" / "pkg").mkdir(parents=True)
-    (tmp_path / "testbed" / "pkg" / "mod.py").write_text("def f(n):\n    return n + 1\n")
-    sandbox = Sandbox(tmp_path, SandboxLimits(command_timeout_s=20))
+    (box_root / "testbed" / "pkg").mkdir(parents=True)
+    (box_root / "testbed" / "pkg" / "mod.py").write_text("def f(n):\n    return n + 1\n")
+    sandbox = Sandbox(box_root, SandboxLimits(command_timeout_s=20))
     sandbox.start()
-    yield tmp_path, sandbox
+    yield box_root, sandbox
     sandbox.close()
 
 

@@ -6,6 +6,7 @@ import importlib.util
 from typing import Any
 
 from lbi.envs.code.env import CodeConfig, CodeEnv
+from lbi.envs.code.sources import system_python_has_pytest
 from lbi.envs.sandbox import SandboxLimits, missing_sandbox
 
 
@@ -18,9 +19,9 @@ def make_env(limits: dict[str, Any] | None = None, **kwargs: Any) -> CodeEnv:
 
 def missing_dependencies() -> list[str]:
     missing = missing_sandbox()
-    if importlib.util.find_spec("pytest") is None:
-        missing.append("pytest, which runs the packages' tests "
-                       "(pip install 'learn-by-interact[code]')")
+    if importlib.util.find_spec("pytest") is None and not system_python_has_pytest():
+        missing.append("pytest, which runs the packages' tests (apt-get install python3-pytest, "
+                       "or pip install 'learn-by-interact[code]')")
     return missing
 
 

@@ -20,7 +20,6 @@ Actions (one per step):
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -31,7 +30,14 @@ from lbi.envs.code import bugs, sources
 from lbi.envs.code.docs import package_docs
 from lbi.envs.code.edits import EditError, apply_edit, is_edit
 from lbi.envs.code.runner import code_sandbox, run_humaneval, run_tests
-from lbi.envs.sandbox import Sandbox, SandboxLimits, command_failed, discard
+from lbi.envs.sandbox import (
+    Sandbox,
+    SandboxLimits,
+    command_failed,
+    discard,
+    episode_dir,
+    read_episode_file,
+)
 from lbi.errors import EnvError
 from lbi.types import Document, Step, Task
 
@@ -94,7 +100,7 @@ class CodeEnv:
     def reset(self, task: Task) -> str:
         self.close()
         self.task = task
-        self.root = Path(tempfile.mkdtemp(prefix="lbi-code-"))
+        self.root = episode_dir("lbi-code-")
         repo = self.root / "repo"
         args = task.env_args
         if "bug" in args:
@@ -151,8 +157,7 @@ class CodeEnv:
             package = sources.PACKAGES[self._bug(args["bug"]).package]
             return float(run_tests(package, repo=repo).passed)
         if "humaneval" in args:
-            solution = (repo / "solution.py").read_text() if (repo / "solution.py").is_file() \
-                else ""
+            solution = read_episode_file(repo, "solution.py") or ""
             return float(run_humaneval(self._problem(args["humaneval"]), solution).passed)
         return None
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lbi.envs.code import sources
-from lbi.envs.sandbox import Sandbox, SandboxLimits
+from lbi.envs.sandbox import Sandbox, SandboxLimits, episode_dir
 
 TEST_LIMITS = SandboxLimits(command_timeout_s=120, max_output_chars=200_000)
 """Scoring runs: the slowest pristine suite takes about 8 s; a hang is cut off."""
@@ -28,9 +27,9 @@ class TestRun:
 
 def code_sandbox(root: Path, limits: SandboxLimits, workdir: str = "/repo") -> Sandbox:
     """A sandbox over ``root`` that can run this machine's Python (read-only) in ``workdir``."""
-    return Sandbox(root, limits, ro_binds=sources.python_binds(), workdir=workdir,
-                   env={"PATH": f"{sources.python_bin_dir()}:/usr/local/bin:/usr/bin:/bin",
-                        "PYTHONPATH": workdir})
+    python, binds = sources.sandbox_python()
+    return Sandbox(root, limits, ro_binds=binds, workdir=workdir, env={"PYTHONPATH": workdir},
+                   commands={"python": python, "python3": python})
 
 
 def run_tests(package: sources.SourcePackage, changed: dict[str, str] | None = None,
@@ -38,7 +37,7 @@ def run_tests(package: sources.SourcePackage, changed: dict[str, str] | None = N
     """The package's test suite on ``repo`` (default: the pristine checkout) with the files in
     ``changed`` replaced; the tests themselves always come from the pristine checkout."""
     pristine = sources.checkout(package)
-    root = Path(tempfile.mkdtemp(prefix="lbi-tests-"))
+    root = episode_dir("lbi-tests-")
     try:
         shutil.copytree(repo or pristine, root / "repo", symlinks=True)
         shutil.rmtree(root / "repo" / package.tests, ignore_errors=True)
@@ -57,7 +56,7 @@ def run_tests(package: sources.SourcePackage, changed: dict[str, str] | None = N
 
 def run_humaneval(problem: dict, solution: str, limits: SandboxLimits = CHECK_LIMITS) -> TestRun:
     """HumanEval's check of ``solution`` (the whole solution.py), run sandboxed."""
-    root = Path(tempfile.mkdtemp(prefix="lbi-humaneval-"))
+    root = episode_dir("lbi-humaneval-")
     try:
         (root / "repo").mkdir()
         program = (f"{solution}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -84,11 +85,26 @@ def humaneval_problems() -> dict[str, dict]:
     return {p["task_id"]: p for p in problems}
 
 
-def python_binds() -> list[str]:
-    """Host paths the sandbox needs, read-only, to run this Python (and its pytest)."""
-    paths = {str(Path(sys.base_prefix).resolve()), str(Path(sys.prefix).resolve())}
-    return sorted(p for p in paths if not p.startswith(("/usr/", "/etc/")) and p != "/usr")
+SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def python_bin_dir() -> str:
-    return str(Path(sys.prefix).resolve() / "bin")
+@cache
+def system_python_has_pytest() -> bool:
+    """Whether the system Python (in /usr, always in the sandbox) has pytest (Debian:
+    python3-pytest)."""
+    try:
+        return subprocess.run([SYSTEM_PYTHON, "-c", "import pytest"], capture_output=True,
+                              timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def sandbox_python() -> tuple[str, list[str]]:
+    """(interpreter, extra read-only binds) of the Python that runs code in the sandbox: the
+    system's when it has pytest (nothing more to bind), else this process's Python prefix
+    (which must then be reachable by the sandbox user)."""
+    if system_python_has_pytest():
+        return SYSTEM_PYTHON, []
+    prefixes = {str(Path(sys.base_prefix).resolve()), str(Path(sys.prefix).resolve())}
+    binds = sorted(p for p in prefixes if not p.startswith(("/usr/", "/etc/")) and p != "/usr")
+    return str(Path(sys.executable).resolve()), binds

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from lbi.assets import lbi_home, package_archive, read_member
-from lbi.envs.sandbox import Sandbox, SandboxLimits, copy_tree, snapshot
+from lbi.envs.sandbox import Sandbox, SandboxLimits, copy_tree, episode_dir, snapshot
 from lbi.errors import EnvError
 from lbi.io import atomic_write_text
 from lbi.types import Task, content_id
@@ -72,7 +71,8 @@ def template_dir() -> Path:
         return root
     script = read_member(package_archive(*INTERCODE_PACKAGE), SETUP_SCRIPT).decode()
     data_dir().mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="template-", dir=data_dir()))
+    # Built where the sandbox user can reach it (a root caller's home is closed to it).
+    staging = episode_dir("lbi-testbed-")
     try:
         with Sandbox(staging) as box:
             # The script is written for busybox sh, whose echo understands -e; bash's does too.
@@ -80,7 +80,7 @@ def template_dir() -> Path:
         if result.exit_code != 0:
             raise EnvError(f"building the shell testbed failed: {result.output[-500:]}")
         shutil.rmtree(root, ignore_errors=True)
-        staging.rename(root)
+        shutil.move(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return root
@@ -89,7 +89,7 @@ def template_dir() -> Path:
 def new_episode_dir(parent: Path | None = None, source: Path | None = None) -> Path:
     """A fresh copy of the testbed (files made now), or an exact copy of ``source`` (same
     modification times), private to one episode."""
-    root = Path(tempfile.mkdtemp(prefix="lbi-shell-", dir=parent))
+    root = episode_dir("lbi-shell-", parent)
     if source is None:
         copy_tree(template_dir(), root)
     else:

@@ -37,13 +37,18 @@ ACTION_SPACE = (
 )
 
 _DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
+# load_extension runs host code; fts3_tokenizer sets a C function pointer from SQL (a known
+# code-execution route: a bad pointer crashed the host process).
+_DENIED_FUNCTIONS = {"load_extension", "fts3_tokenizer"}
+_MAX_VALUE_BYTES = 10_000_000
+"""Largest string or blob a statement may make (``zeroblob(200000000)`` is an error)."""
 
 
 def _authorizer(action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
     # ATTACH (and VACUUM INTO, which attaches its target) could read or write host files.
     if action in _DENIED:
         return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_FUNCTION and arg2 and arg2.lower() == "load_extension":
+    if action == sqlite3.SQLITE_FUNCTION and arg2 and arg2.lower() in _DENIED_FUNCTIONS:
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
 
@@ -60,6 +65,11 @@ class SQLConfig:
     """Characters shown in an observation."""
     default_db: str = "chinook"
     """Database for tasks that name none (e.g. free-text tasks)."""
+    max_growth_mb: int = 64
+    """How much an episode's database (and its temporary tables) may grow; past it a
+    statement fails with an error observation."""
+    max_result_rows: int = 100_000
+    """A query returning more rows than this is an error (its rows are not kept)."""
 
 
 class SQLEnv:
@@ -86,6 +96,8 @@ class SQLEnv:
         source.backup(self.conn)  # private copy: the source file is never written
         source.close()
         self.conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _MAX_VALUE_BYTES)
+        self._cap_size()
         self.conn.set_authorizer(_authorizer)
         self.conn.set_progress_handler(self._over_time, 10_000)
         self.answer_rows = None
@@ -147,6 +159,18 @@ class SQLEnv:
         assert self.conn is not None
         return schema_text(self.conn)
 
+    def _cap_size(self) -> None:
+        """Memory per episode: the in-memory database, its temporary tables and its page cache
+        are bounded, so a runaway statement is an error observation, not a host out of memory."""
+        assert self.conn is not None
+        page = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        used = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        growth = self.config.max_growth_mb * 1024 * 1024 // page
+        self.conn.execute(f"PRAGMA max_page_count = {used + growth}")
+        self.conn.execute("PRAGMA temp_store = MEMORY")
+        self.conn.execute(f"PRAGMA temp.max_page_count = {growth}")
+        self.conn.execute(f"PRAGMA cache_size = -{self.config.max_growth_mb * 1024}")
+
     def _over_time(self) -> int:
         return int(time.monotonic() > self._deadline)
 
@@ -156,9 +180,12 @@ class SQLEnv:
         if not sql:
             return "Error: empty SQL statement.", False
         self._deadline = time.monotonic() + self.config.step_timeout_s
+        limit = self.config.max_result_rows
         try:
             cursor = self.conn.execute(sql)
-            rows = cursor.fetchall()
+            rows = cursor.fetchmany(limit + 1)
+            if len(rows) > limit:
+                return f"Error: the query returns more than {limit:,} rows.", False
         except sqlite3.OperationalError as exc:
             if "interrupted" in str(exc):
                 return (f"Error: the statement ran longer than {self.config.step_timeout_s:g}s "
