@@ -118,10 +118,18 @@ def run(
     out: Annotated[Path, typer.Option(help="folder for trajectory JSON files")] = Path("runs"),
     max_calls: Annotated[int | None, typer.Option(help="stop after this many LLM calls")] = None,
     max_cost: Annotated[float | None, typer.Option(help="stop after this many USD")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds per model request")] = 300.0,
+    deadline: Annotated[float, typer.Option(
+        help="seconds per model call, retries included")] = 900.0,
+    max_retries: Annotated[int, typer.Option(help="retries of a failed model request")] = 3,
     quiet: Annotated[bool, typer.Option(help="only the summary")] = False,
 ) -> None:
-    """Run the agent on one task (or all benchmark tasks); save each trajectory as JSON."""
-    from lbi.agent.llm import LLM, Budget, LLMConfig
+    """Run the agent on one task (or all benchmark tasks); save each trajectory as JSON.
+
+    Exits with 1 when an episode ended in an error (or the model endpoint failed)."""
+    from pydantic import ValidationError
+
+    from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig
     from lbi.agent.loop import Agent, AgentConfig
     from lbi.config import parse_overrides
     from lbi.envs import make_env
@@ -138,20 +146,34 @@ def run(
         chosen = [Task(id=content_id(task, args)[:8], env=env, instruction=task, origin="user",
                        env_args=args)]
     budget = Budget(max_calls=max_calls, max_cost=max_cost)
-    llm = LLM(LLMConfig(model=model, api_base=api_base), budget)
+    try:
+        model_config = LLMConfig(model=model, api_base=api_base, timeout_s=timeout,
+                                 deadline_s=deadline, max_retries=max_retries)
+    except ValidationError as exc:
+        raise LbiError("invalid option: " + "; ".join(
+            f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
+    llm = LLM(model_config, budget)
     agent = Agent(llm, environment, AgentConfig(step_limit=step_limit))
     run_dir = out / env / model.replace("/", "_")
     results = []
     started = time.perf_counter()
     tasks_iter = track(chosen, description=f"{env} × {model}", console=console) if (
         quiet and len(chosen) > 1) else chosen
+    failed = []
     try:
         for t in tasks_iter:
             if not quiet:
                 console.rule(f"[bold]{t.id}[/]: {t.instruction}")
             path = run_dir / f"{t.id}.json"
-            traj = agent.run(t, save_to=path, on_step=None if quiet else _print_step)
+            try:
+                traj = agent.run(t, save_to=path, on_step=None if quiet else _print_step)
+            except LLMCallFailed as exc:
+                console.print(f"{t.id}: [red]the model endpoint failed[/] ({exc}); not scored")
+                failed.append(t.id)
+                continue
             results.append(traj)
+            if traj.termination == "error":
+                failed.append(t.id)
             reward = "—" if traj.reward is None else f"{traj.reward:g}"
             console.print(f"{t.id}: {traj.termination} after {len(traj.steps)} steps, "
                           f"reward {reward} → {path}" + (f" [red]{traj.error}[/]" if traj.error
@@ -160,6 +182,9 @@ def run(
         environment.close()
         if len(chosen) > 1:
             _summary(results, budget, time.perf_counter() - started, run_dir)
+    if failed:
+        raise LbiError(f"{len(failed)} of {len(chosen)} episode(s) failed: {', '.join(failed)} "
+                       "(the error of each is printed above and saved in its trajectory)")
 
 
 @app.command()
@@ -193,6 +218,12 @@ def synth(
         console.print(table)
     if run_.stopped_by:
         console.print(f"[yellow]stopped early:[/] {run_.stopped_by}")
+    if run_.lost:
+        raise LbiError(
+            "the model endpoint failed (after retries) for "
+            + ", ".join(f"{n} item(s) of {stage!r}" for stage, n in run_.lost.items())
+            + "; nothing was stored for them and no dataset was written. Rerun the same "
+            "command when the endpoint is back: finished work is kept.")
     if path is None:
         console.print(f"[green]✓[/] stages up to {until} done in {cfg.output_dir}")
         return

@@ -26,7 +26,7 @@ class ModelsConfig(_Strict):
 
 
 class DocsConfig(_Strict):
-    max_docs: int | None = 20
+    max_docs: int | None = Field(20, ge=1)
     """Use at most this many documents (chosen deterministically by id); None: all."""
     seed: int = 0
 
@@ -44,7 +44,7 @@ class RolloutConfig(_Strict):
     """An episode still running after this long ends (termination ``time_limit``)."""
     concurrency: int = Field(2, ge=1)
     """Episodes run at once (each with its own environment instance)."""
-    max_tasks: int | None = None
+    max_tasks: int | None = Field(None, ge=1)
     """Roll out at most this many generated tasks (deterministic choice); None: all."""
 
 
@@ -73,10 +73,10 @@ class DecontamConfig(_Strict):
 
 
 class BudgetConfig(_Strict):
-    max_calls: int | None = 3000
-    max_cost: float | None = None
+    max_calls: int | None = Field(3000, ge=0)
+    max_cost: float | None = Field(None, ge=0)
     """USD, for priced providers."""
-    max_wall_s: float | None = None
+    max_wall_s: float | None = Field(None, gt=0)
     """Stop starting new work after this many seconds; what finished is kept."""
 
 

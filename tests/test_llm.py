@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 
 import litellm
@@ -50,9 +51,9 @@ def test_transient_errors_are_retried_a_bounded_number_of_times(openai_key, llm_
     llm = _llm(max_retries=2, cache=False)
     error = litellm.RateLimitError(message="slow down", llm_provider="openai",
                                    model="gpt-4o-mini")
-    with pytest.raises(LLMCallFailed, match="after 2 retries"):
+    with pytest.raises(LLMCallFailed, match="after 3 request"):
         llm.complete(MESSAGES, mock_response=error)
-    assert llm.budget.failures == 1 and llm.budget.calls == 0
+    assert llm.budget.failures == 1 and llm.budget.calls == 0 and llm.budget.retries == 2
 
 
 def test_fatal_errors_are_not_retried(openai_key, llm_cache):
@@ -79,15 +80,41 @@ def test_cost_budget(openai_key, llm_cache):
         llm.complete(MESSAGES, mock_response="b")
 
 
-async def _acall(llm):
-    return await llm.acomplete(MESSAGES, mock_response="async hi")
+def test_a_replaced_local_model_file_does_not_return_cached_answers(tmp_path):
+    from lbi.agent.local import fingerprint
+
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF first training run")
+    first = fingerprint(f"local/{model}")
+    model.write_bytes(b"GGUF second training run, same path")  # re-trained into the same file
+    assert fingerprint(f"local/{model}") != first
+    llm = LLM.__new__(LLM)
+    llm.config = LLMConfig(model=f"local/{model}")
+    key = llm._cache_key({"model": llm.config.model, "messages": MESSAGES})
+    model.write_bytes(b"GGUF third")
+    assert llm._cache_key({"model": llm.config.model, "messages": MESSAGES}) != key
 
 
-def test_async_surface(openai_key, llm_cache):
-    import asyncio
+def test_models_verify_detects_bit_rot(tmp_path, monkeypatch):
+    import hashlib
 
-    out = asyncio.run(_acall(_llm(cache=False)))
-    assert out.text == "async hi" and out.call.output_tokens > 0
+    from lbi.agent import local
+
+    monkeypatch.setenv("LBI_HOME", str(tmp_path))
+    data = b"GGUF" + bytes(1000)
+    model = local.EmbeddedModel(name="tiny", role="test", filename="tiny.gguf",
+                                sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                                packages=())
+    model.path.parent.mkdir(parents=True)
+    model.path.write_bytes(data)
+    assert local.verify(model) and local.is_verified(model)
+    stat = model.path.stat()
+    with open(model.path, "r+b") as fh:  # one flipped byte in the tensor data
+        fh.seek(500)
+        fh.write(b"\x01")
+    os.utime(model.path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert local.is_verified(model)  # size and mtime cannot see it
+    assert not local.verify(model) and not local.is_verified(model)
 
 
 def test_unknown_model_missing_key_and_missing_local_model_are_clear(monkeypatch, tmp_path):

@@ -153,3 +153,36 @@ def test_docs_are_plain_text_chunks(env):
     assert any("SELECT" in t for t in titles)
     assert all("<html" not in d.text.lower() and len(d.text) <= 6000 for d in docs)
     assert len({d.id for d in docs}) == len(docs)
+
+
+def test_a_function_pointer_set_from_sql_cannot_crash_the_host():
+    """The fts3_tokenizer route segfaulted the host process (rc 139): run it in a child."""
+    import subprocess
+    import sys
+
+    code = ("from lbi.envs import make_env; from lbi.types import Task\n"
+            "env = make_env('sql')\n"
+            "env.reset(Task(id='x', env='sql', instruction='x', origin='user'))\n"
+            "print(env.step(\"SELECT fts3_tokenizer('x', x'4141414141414141')\")[0])\n"
+            "print(env.step('CREATE VIRTUAL TABLE t USING fts3(content, tokenize=x)')[0])\n"
+            "print(env.step(\"INSERT INTO t VALUES ('a b c')\")[0])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert "not authorized" in out.stdout
+
+
+def test_memory_per_episode_is_capped_with_an_observation(env):
+    import resource
+
+    env.reset(Task(id="x", env="sql", instruction="x", origin="user"))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert "too big" in env.step("SELECT length(zeroblob(200000000))")[0]
+    assert "more than" in env.step("SELECT a.name FROM track a, track b")[0]
+    grow = ("CREATE {} AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+            "LIMIT 3000000) SELECT x, randomblob(300) AS b FROM c")
+    assert "full" in env.step(grow.format("TABLE big"))[0]
+    assert "full" in env.step(grow.format("TEMP TABLE big"))[0]
+    assert env.step("SELECT count(*) FROM track")[0].endswith("3503")  # the episode goes on
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 300  # 2 GB (zeroblob) and 800 MB (a table) before the caps

@@ -128,6 +128,23 @@ def test_store_survives_a_torn_last_line_and_never_duplicates(tmp_path):
     assert [t.id for t in JsonlStore(path, Task)] == ["a", "c"]
 
 
+def test_store_skips_undecodable_and_altered_lines(tmp_path):
+    path = tmp_path / "s.jsonl"
+    store = JsonlStore(path, Task)
+    store.append(Task(id="a", env="sql", instruction="naïve café", origin="user"))
+    store.append(Task(id="b", env="sql", instruction="second", origin="user"))
+    lines = path.read_bytes().splitlines(keepends=True)
+    # a torn line ending inside a multi-byte character, then a garbled ASCII byte in a string
+    torn = lines[0][: lines[0].index("é".encode()) + 1]
+    path.write_bytes(torn + b"\n" + lines[1].replace(b"second", b"secoxd") + b"\xff\xfe\n")
+    reopened = JsonlStore(path, Task)  # no UnicodeDecodeError
+    assert len(reopened) == 0 and reopened.skipped_lines == 3
+    reopened.append(Task(id="a", env="sql", instruction="naïve café", origin="user"))
+    assert [t.instruction for t in JsonlStore(path, Task)] == ["naïve café"]
+    assert all(json.loads(line)["_sha256"] for line in path.read_text(errors="replace")
+               .splitlines()[-1:])
+
+
 # ---- configs -----------------------------------------------------------------------------------
 
 def test_every_shipped_synthesis_config_validates():

@@ -1,0 +1,116 @@
+"""A stand-in OpenAI-compatible server on 127.0.0.1 for fault tests: it answers by role (the
+request's model name) and fails on request — 429, 500, a hang, a malformed body, an outage.
+
+It claims no capability: the answers are fixed texts that drive the pipeline's control flow.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+TASKS = ('{"tasks": ["Count the rows of every table in this database", '
+         '"Show the first row of the largest table"]}')
+ACTION = "REASON: look at the tables\nACTION: SELECT name FROM sqlite_master"
+INSTRUCTION = "List the names of the tables in this database."
+VOTE = ('{"aligned": true, "coherent": true, "natural": true, "reasonable": true, '
+        '"reason": "fine"}')
+
+
+def answer(body: dict[str, Any]) -> str:
+    """The fixed answer for a request, by role: ``generator`` (tasks when a JSON format is
+    asked, else an instruction), ``agent``, ``judge``."""
+    model = body.get("model", "")
+    if model == "judge":
+        return VOTE
+    if model == "generator":
+        return TASKS if "response_format" in body else INSTRUCTION
+    return ACTION
+
+
+class StandIn:
+    """``with StandIn() as server:``; ``server.url`` is the ``api_base``. ``fail(mode, n)``
+    makes the next ``n`` requests fail (``n=None``: until ``recover()``); modes: ``429``,
+    ``500``, ``hang``, ``malformed``."""
+
+    def __init__(self, hang_s: float = 30.0) -> None:
+        self.requests = 0
+        self.failed = 0
+        self.hang_s = hang_s
+        self._mode: str | None = None
+        self._left: int | None = None
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                mode = server._next_mode()
+                if mode == "hang":
+                    time.sleep(server.hang_s)
+                    return
+                if mode in ("429", "500"):
+                    self._send(int(mode), {"error": {"message": f"stand-in {mode}"}})
+                elif mode == "malformed":
+                    self._send(200, None, raw=b'{"choices": [{"message": ')
+                else:
+                    text = answer(body)
+                    self._send(200, {
+                        "id": "x", "object": "chat.completion", "created": 0,
+                        "model": body.get("model"),
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": text}}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 5,
+                                  "total_tokens": 15}})
+
+            def _send(self, code: int, payload: Any, raw: bytes | None = None) -> None:
+                data = raw if raw is not None else json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_port}/v1"
+
+    def _next_mode(self) -> str | None:
+        with self._lock:
+            self.requests += 1
+            if self._mode is None:
+                return None
+            if self._left is not None:
+                self._left -= 1
+                if self._left < 0:
+                    self._mode = self._left = None
+                    return None
+            self.failed += 1
+            return self._mode
+
+    def fail(self, mode: str, n: int | None = None) -> None:
+        with self._lock:
+            self._mode, self._left = mode, n
+
+    def recover(self) -> None:
+        self.fail(None, None)  # type: ignore[arg-type]
+
+    def __enter__(self) -> StandIn:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def role(name: str, url: str, **settings: Any) -> dict[str, Any]:
+    """An LLMConfig (as config data) for a role of the stand-in."""
+    return {"model": f"openai/{name}", "api_base": url, "retry_backoff_s": 0.01,
+            "cache": False, **settings}

@@ -1,0 +1,158 @@
+"""Model endpoint faults through the real litellm path, against a stand-in OpenAI-compatible
+server on 127.0.0.1: retries are one layer, capped and counted; a call has a deadline; a failed
+call is never stored as a result, and an outage followed by recovery gives the clean dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from standin import StandIn, role
+
+from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig
+from lbi.eval.config import EvalConfig
+from lbi.eval.harness import Evaluation
+from lbi.synth.config import SynthConfig
+from lbi.synth.export import load_dataset_dir
+from lbi.synth.pipeline import Synthesis
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def server():
+    with StandIn(hang_s=5) as stand_in:
+        yield stand_in
+
+
+@pytest.mark.parametrize("mode", ["429", "500", "malformed"])
+def test_retries_are_capped_at_the_configured_requests_and_counted(server, mode):
+    budget = Budget()
+    llm = LLM(LLMConfig(**role("agent", server.url, max_retries=2)), budget)
+    server.fail(mode)
+    with pytest.raises(LLMCallFailed, match="after 3 request"):
+        llm.complete(MESSAGES)
+    assert server.requests == 3  # not 3 x the SDK's own retries
+    assert budget.retries == 2 and budget.failures == 1 and budget.calls == 0
+
+    server.requests = 0
+    no_retry = LLM(LLMConfig(**role("agent", server.url, max_retries=0)), Budget())
+    with pytest.raises(LLMCallFailed):
+        no_retry.complete(MESSAGES)
+    assert server.requests == 1
+
+
+def test_a_call_that_recovers_records_its_retries(server):
+    budget = Budget()
+    llm = LLM(LLMConfig(**role("agent", server.url, max_retries=3)), budget)
+    server.fail("500", 2)
+    out = llm.complete(MESSAGES)
+    assert out.text.startswith("REASON") and out.call.retries == 2
+    assert server.requests == 3 and budget.retries == 2 and budget.failures == 0
+
+
+def test_a_hung_endpoint_is_cut_off_by_the_call_deadline(server):
+    llm = LLM(LLMConfig(**role("agent", server.url, max_retries=50, timeout_s=1.0,
+                               deadline_s=2.5)), Budget())
+    server.fail("hang")
+    started = time.monotonic()
+    with pytest.raises(LLMCallFailed):
+        llm.complete(MESSAGES)
+    assert time.monotonic() - started < 4.5
+    assert server.requests <= 4
+
+
+def test_negative_retries_and_zero_concurrency_are_config_errors():
+    with pytest.raises(ValueError, match="max_retries"):
+        LLMConfig(max_retries=-1)
+    with pytest.raises(ValueError, match="max_concurrency"):
+        LLMConfig(max_concurrency=0)
+
+
+def _synth_config(tmp_path: Path, url: str) -> dict:
+    return {
+        "env": "sql", "output_dir": str(tmp_path / "out"),
+        "models": {"generator": role("generator", url, max_retries=1),
+                   "agent": role("agent", url, max_retries=1),
+                   "committee": [role("judge", url, max_retries=1)]},
+        "docs": {"max_docs": 3}, "taskgen": {"tasks_per_doc": 2},
+        "rollout": {"step_limit": 2, "max_tasks": 4},
+        "backward": {"max_spans_per_trajectory": 2},
+    }
+
+
+def _dataset_ids(path: Path) -> dict[str, list[str]]:
+    data = load_dataset_dir(path)
+    return {name: sorted(data[name]["train"]["id"]) for name in ("trajectories", "examples",
+                                                                  "sft")}
+
+
+def test_an_outage_then_recovery_gives_the_same_dataset_as_a_clean_run(server, tmp_path):
+    clean = Synthesis(SynthConfig.model_validate(_synth_config(tmp_path / "clean", server.url)))
+    clean_ids = _dataset_ids(clean.run())
+    clean_requests = server.requests
+    assert clean_ids["examples"]
+
+    config = _synth_config(tmp_path / "outage", server.url)
+    config_path = tmp_path / "outage.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    server.requests = 0
+    server.fail("500")  # the endpoint is down for the whole first run
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    first = subprocess.run(["lbi", "synth", "--config", str(config_path)], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 1, first.stdout[-2000:]
+    assert "model endpoint failed" in first.stdout and "no dataset was written" in first.stdout
+    out = tmp_path / "outage" / "out"
+    assert not (out / "dataset").exists()
+    assert not (out / "taskgen.jsonl").exists() or not (out / "taskgen.jsonl").read_text()
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["lost_to_endpoint_failures"]
+
+    server.recover()
+    server.requests = 0
+    second = subprocess.run(["lbi", "synth", "--config", str(config_path)], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-2000:]
+    assert _dataset_ids(out / "dataset") == clean_ids
+    assert server.requests == clean_requests  # every item was asked again, nothing twice
+
+
+def test_a_failed_rollout_is_no_trajectory_and_a_failed_committee_call_no_vote(server,
+                                                                               tmp_path):
+    config = SynthConfig.model_validate(_synth_config(tmp_path, server.url))
+    out = config.output_dir
+    assert Synthesis(config).run(until="taskgen") is None
+    server.fail("500")
+    rolled = Synthesis(config)
+    assert rolled.run(until="rollouts") is None and rolled.lost["rollouts"] >= 1
+    assert not (out / "trajectories.jsonl").exists() or not (out / "trajectories.jsonl").read_text()
+    server.recover()
+    assert Synthesis(config).run(until="backward") is None
+    server.fail("429")
+    judged = Synthesis(config)
+    assert judged.run() is None and judged.lost["committee filter"] >= 1
+    assert "call failed" not in (out / "judgements.jsonl").read_text() if (
+        out / "judgements.jsonl").exists() else True
+    server.recover()
+    finished = Synthesis(config)
+    assert finished.run() is not None and not finished.lost
+
+
+def test_an_evaluation_episode_lost_to_the_endpoint_is_rerun(server, tmp_path):
+    config = EvalConfig.model_validate({
+        "env": "sql", "output_dir": str(tmp_path / "eval"), "tasks": ["spider-01", "spider-02"],
+        "step_limit": 2, "model": role("agent", server.url, max_retries=0),
+        "agents": [{"name": "zero-shot"}]})
+    server.fail("500", 1)  # the first request of the first episode fails
+    with pytest.raises(Exception, match="model endpoint failed"):
+        Evaluation(config).run()
+    assert not (tmp_path / "eval" / "episodes" / "zero-shot" / "row.json").exists()
+    results = Evaluation(config).run()
+    assert [row["name"] for row in results["agents"]] == ["zero-shot"]
+    assert results["agents"][0]["episodes"] == 2
