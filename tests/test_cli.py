@@ -54,12 +54,15 @@ def test_user_errors_are_one_clear_line_not_a_traceback(args, message):
 
 
 def test_run_free_text_task_with_a_local_openai_server_unreachable(tmp_path):
-    """An unreachable endpoint fails the episode with a recorded error, not a crash or a hang."""
+    """An unreachable endpoint: one clear message, exit 1, the episode saved as unfinished (not
+    a result); no crash, no hang."""
     out = lbi("run", "--task", "How many tracks are there?", "--db", "chinook", "--model",
               "openai/served-model", "--api-base", "http://127.0.0.1:9/v1", "--out",
-              str(tmp_path), env={"OPENAI_API_KEY": None, "LBI_CACHE_DIR": str(tmp_path / "c")})
-    assert out.returncode == 0, out.stdout + out.stderr
+              str(tmp_path), "--max-retries", "1", "--timeout", "5",
+              env={"OPENAI_API_KEY": None, "LBI_CACHE_DIR": str(tmp_path / "c")})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "model endpoint failed" in out.stdout and "Traceback" not in out.stdout + out.stderr
     [path] = list(tmp_path.glob("sql/*/*.json"))
     traj = json.loads(path.read_text())
-    assert traj["termination"] == "error" and "failed after" in traj["error"]
+    assert traj["termination"] is None and "failed after 2 request" in traj["error"]
     assert traj["task"]["env_args"] == {"db": "chinook"} and traj["task"]["origin"] == "user"

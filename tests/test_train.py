@@ -100,6 +100,20 @@ def test_a_template_without_system_role_gets_it_folded_into_the_first_user_turn(
         messages[-1]["content"] + "<end_of_turn>"]
 
 
+def test_a_freshly_converted_tokenizer_is_the_cached_one(tmp_path, monkeypatch):
+    """The first run on a machine converts the GGUF tokenizer; it must behave like the cached
+    copy later runs load (a fresh install failed the Gemma-template test on this)."""
+    import lbi.train.models as models
+
+    monkeypatch.setattr(models, "lbi_home", lambda: tmp_path)
+    fresh = load_tokenizer("local/qwen2.5-coder-0.5b")
+    cached = load_tokenizer("local/qwen2.5-coder-0.5b")
+    assert Path(fresh.name_or_path) == Path(cached.name_or_path)
+    assert Path(fresh.name_or_path).is_relative_to(tmp_path)
+    reloaded = fresh.__class__.from_pretrained(fresh.name_or_path)
+    assert reloaded("<|im_start|>user x")["input_ids"] == fresh("<|im_start|>user x")["input_ids"]
+
+
 def test_rows_over_max_length_are_dropped_counted_and_warned_about(tokenizer, sql_examples,
                                                                    caplog):
     rows = [(f"{e.id}-{k}", m) for e in sql_examples

@@ -37,12 +37,13 @@ def load_tokenizer(model_name_or_path: str, revision: str = "main",
     else:
         stat = gguf.stat()
         cache = lbi_home() / "tokenizers" / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
-        if (cache / "tokenizer_config.json").is_file():
-            tokenizer = AutoTokenizer.from_pretrained(cache)
-        else:
+        if not (cache / "tokenizer_config.json").is_file():
             log.info("converting the tokenizer of %s (once; cached in %s)", gguf.name, cache)
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            tokenizer.save_pretrained(cache)
+            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(cache)
+        # Always the saved copy: the one converted in memory differs from it (its name_or_path
+        # is the GGUF's folder, so a reload by name gets another tokenizer), and the first run
+        # on a machine must behave like every later one.
+        tokenizer = AutoTokenizer.from_pretrained(cache)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
