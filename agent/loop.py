@@ -25,6 +25,7 @@ from lbi.agent.prompts import (
 from lbi.envs.base import Environment
 from lbi.errors import BudgetExceeded, ModelError
 from lbi.io import atomic_write_text
+from lbi.redact import redact_text
 from lbi.types import LLMCall, Retrieval, Step, Task, Trajectory, content_id, utc_now
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ class Agent:
         deadline = (time.monotonic() + self.config.episode_timeout_s
                     if self.config.episode_timeout_s else None)
         try:
-            observation = self.env.reset(task)
+            # Observations are scanned for credentials before the model or any file sees them.
+            observation = redact_text(self.env.reset(task))[0]
             for _ in range(self.config.step_limit):
                 if deadline is not None and time.monotonic() > deadline:
                     traj.termination = "time_limit"
@@ -92,6 +94,7 @@ class Agent:
                 step = self._next_step(task, traj.steps, observation)
                 traj.steps.append(step)
                 observation, done = self.env.step(step.action)
+                observation = redact_text(observation)[0]
                 if on_step:
                     on_step(step, observation)
                 _save(traj, save_to)

@@ -23,7 +23,6 @@ from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig
 from lbi.agent.local import LOCAL_PREFIX, resolve_gguf
 from lbi.agent.loop import Agent, AgentConfig, ChatModel, Reference
 from lbi.agent.retrieval import AgenticRetriever, Embedder
-from lbi.config import redact_secrets
 from lbi.envs import get_env_info
 from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
 from lbi.errors import ConfigError, ModelError
@@ -31,6 +30,7 @@ from lbi.eval import report
 from lbi.eval.config import AgentSpec, EvalConfig, RetrievalConfig
 from lbi.eval.corpora import Corpus, check_dataset, open_corpus
 from lbi.io import atomic_write_text, lock_dir
+from lbi.redact import redact_config
 from lbi.types import Task, Trajectory
 
 ModelFactory = Callable[[LLMConfig, Budget], ChatModel]
@@ -218,7 +218,7 @@ class Evaluation:
         model = self.config.model_for(spec).model_dump(exclude={
             "timeout_s", "max_concurrency", "cache", "max_retries", "retry_backoff_s"})
         retrieval = spec.retrieval.model_dump() if spec.retrieval else None
-        return {"model": redact_secrets(model), "retrieval": retrieval,
+        return {"model": redact_config(model), "retrieval": retrieval,
                 "step_limit": self.config.step_limit, "env_args": self.config.env_args}
 
     @staticmethod

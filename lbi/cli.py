@@ -15,6 +15,7 @@ from rich.progress import track
 from rich.table import Table
 
 from lbi.errors import LbiError
+from lbi.io import atomic_write_text
 
 app = typer.Typer(help="Learn-by-interact: make LLM agents better at an environment.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -287,8 +288,7 @@ def _summary(results: list, budget, wall: float, run_dir: Path) -> None:
         "output_tokens_per_s": out_tok / gen_s if gen_s else None,
         "wall_s": round(wall, 1), **budget.summary(),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     table = Table("metric", "value", title=f"summary ({run_dir / 'summary.json'})")
     for k, v in summary.items():
         table.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))

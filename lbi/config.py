@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,8 +11,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from lbi.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
-_SECRET = re.compile(r"api_?key|secret|password|(^|_)(token|key)$", re.I)
-"""Credential-like keys (``api_key``, ``hf_token``, ``aws_secret``…), not ``max_tokens``."""
 
 
 class Strict(BaseModel):
@@ -53,12 +50,3 @@ def load_yaml_config(path: Path, model: type[M], overrides: dict[str, Any] | Non
         problems = "\n".join(f"  {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}"
                              for e in exc.errors())
         raise ConfigError(f"invalid config {path}:\n{problems}") from None
-
-
-def redact_secrets(node: Any) -> Any:
-    """Plain data with the value of every key that looks like a credential replaced; used for
-    everything written next to results (dataset cards, evaluation outputs)."""
-    if isinstance(node, dict):
-        return {k: "<redacted>" if _SECRET.search(str(k)) and v else redact_secrets(v)
-                for k, v in node.items()}
-    return [redact_secrets(v) for v in node] if isinstance(node, list) else node

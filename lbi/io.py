@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from lbi.errors import ConfigError
+from lbi.redact import redact_text
 
 
 @contextmanager
@@ -26,9 +27,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` so that a reader (or a crash) never sees a half-written file."""
+    """Write ``text`` so that a reader (or a crash) never sees a half-written file; credentials
+    in it are masked first (``lbi.redact``)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(redact_text(text)[0], encoding="utf-8")
 
 
 def lock_dir(folder: Path, what: str) -> IO[str]:

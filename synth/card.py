@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from lbi.agent.prompts import SYSTEM_TEMPLATE, HistoryPolicy
-from lbi.config import redact_secrets
+from lbi.redact import redact_config
 from lbi.synth import prompts
 from lbi.synth.config import SynthConfig
 from lbi.synth.export import CONFIGS
@@ -21,7 +21,7 @@ SOURCE_LICENCES = {
 
 def _public_config(config: SynthConfig) -> dict[str, Any]:
     """The config as plain data, without anything that looks like a credential."""
-    return redact_secrets(json.loads(config.model_dump_json()))
+    return redact_config(json.loads(config.model_dump_json()))
 
 
 def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, int]) -> str:
@@ -54,6 +54,12 @@ def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, i
         f"committee; {counts['distill_contaminated']} dropped by decontamination.",
         f"- `sft` ({counts['sft']} rows): step-level action prediction as chat `messages` "
         "(system, user, assistant), in the same prompt the agent uses at inference.", "",
+        "## Credentials", "",
+        "Observations are scanned for credentials (values of the generating process's "
+        "secret-looking environment variables and common API-key formats) as they are "
+        "recorded, and every row again at export: "
+        f"{counts.get('redacted_secrets', 0)} value(s) were replaced by `<redacted>` at export.",
+        "",
         "## Models", "",
         f"- generator (tasks, backward construction): `{models.generator.model}` "
         f"(temperature {models.generator.temperature})",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lbi.errors import LbiError
+from lbi.io import atomic_write_text
 from lbi.types import Example, Step, Trajectory
 
 CONFIGS = ("trajectories", "examples", "distill", "sft")
@@ -114,7 +115,7 @@ def save_dataset(dataset: dict, card: str, out: Path) -> Path:
         # At least one shard per split: an empty split saved with none cannot be loaded back.
         empty = any(len(split) == 0 for split in dd.values())
         dd.save_to_disk(str(out / name), num_shards={k: 1 for k in dd} if empty else None)
-    (out / "README.md").write_text(card)
+    atomic_write_text(out / "README.md", card)
     return out
 
 

@@ -26,6 +26,7 @@ from lbi.envs import get_env_info
 from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
 from lbi.errors import BudgetExceeded, ConfigError
 from lbi.io import lock_dir
+from lbi.redact import redact_rows
 from lbi.synth import backward, export, taskgen
 from lbi.synth.card import dataset_card
 from lbi.synth.config import SynthConfig
@@ -278,10 +279,14 @@ class Synthesis:
         counts = {"trajectories": len(trajectories), "examples": len(accepted),
                   "distill": len(distill), "distill_contaminated": len(originals) - len(distill),
                   "sft": len(sft_rows)}
+        tables = [[export.trajectory_row(t) for t in trajectories],
+                  [export.example_row(e) for e in accepted],
+                  [export.example_row(e) for e in distill], sft_rows]
+        # The last line of defence: credentials that reached the data any other way.
+        redacted = [redact_rows(rows) for rows in tables]
+        counts["redacted_secrets"] = sum(n for _, n in redacted)
         self._summarize(counts)
-        dataset = export.build_dataset([export.trajectory_row(t) for t in trajectories],
-                                       [export.example_row(e) for e in accepted],
-                                       [export.example_row(e) for e in distill], sft_rows)
+        dataset = export.build_dataset(*(rows for rows, _ in redacted))
         card = dataset_card(self.config, self.stats, counts)
         return export.save_dataset(dataset, card, self.out / "dataset")
 

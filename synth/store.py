@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from lbi.io import atomic_write_text
+from lbi.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ def _checksum(record_json: bytes) -> str:
 
 
 def encode_line(record: BaseModel) -> bytes:
-    """One store line: the record's JSON with its checksum as a last field."""
-    body = record.model_dump_json().encode("utf-8")
+    """One store line: the record's JSON (credentials masked) with its checksum as a last
+    field."""
+    body = redact_text(record.model_dump_json())[0].encode("utf-8")
     return body[:-1] + b',"_sha256":"' + _checksum(body).encode() + b'"}\n'
 
 
