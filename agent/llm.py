@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,6 +208,19 @@ def _cache() -> diskcache.Cache:
     return _caches[path]
 
 
+def _cache_op(op: Callable[[diskcache.Cache], Any]) -> Any:
+    """A cache read or write; a cache folder deleted or damaged mid-run is reopened once, and
+    if that fails too the call goes on uncached (a cache is never worth a failed run)."""
+    for attempt in range(2):
+        try:
+            return op(_cache())
+        except (sqlite3.Error, OSError) as exc:
+            _caches.pop(cache_dir(), None)
+            if attempt:
+                log.warning("LLM cache unusable (%s); going on without it", exc)
+    return None
+
+
 def validate_model(config: LLMConfig) -> None:
     """Fail early, with the fix, on an unknown model, a missing API key or a missing model file."""
     if config.model.startswith(local.LOCAL_PREFIX):
@@ -274,7 +289,7 @@ class LLM:
         return content_id(fields)
 
     def _cached(self, key: str | None) -> Completion | None:
-        hit = _cache().get(key) if key else None
+        hit = _cache_op(lambda cache: cache.get(key)) if key else None
         if hit is None:
             return None
         call = LLMCall(model=self.config.model, input_tokens=hit["input_tokens"],
@@ -299,8 +314,9 @@ class LLM:
         )
         self.budget.add(call)
         if key:
-            _cache().set(key, {"text": text, "input_tokens": call.input_tokens,
-                               "output_tokens": call.output_tokens})
+            value = {"text": text, "input_tokens": call.input_tokens,
+                     "output_tokens": call.output_tokens}
+            _cache_op(lambda cache: cache.set(key, value))
         return Completion(text=text, call=call)
 
     def _retry_delay(self, exc: Exception, attempt: int, deadline: float) -> float:

@@ -23,7 +23,7 @@ from lbi.agent.prompts import (
     parse_response,
 )
 from lbi.envs.base import Environment
-from lbi.errors import BudgetExceeded, ModelError
+from lbi.errors import BudgetExceeded, EnvError, ModelError
 from lbi.io import atomic_write_text
 from lbi.redact import redact_text
 from lbi.types import LLMCall, Retrieval, Step, Task, Trajectory, content_id, utc_now
@@ -115,6 +115,8 @@ class Agent:
             raise
         except FormatError as exc:
             traj.termination, traj.error = "error", f"{type(exc).__name__}: {exc}"
+        except EnvError as exc:  # e.g. an unknown database for this task: its message says all
+            traj.termination, traj.error = "error", f"EnvError: {exc}"
         except Exception as exc:  # an environment failure ends this episode, not the run
             log.exception("episode %s failed", task.id)
             traj.termination, traj.error = "error", f"{type(exc).__name__}: {exc}"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from lbi.envs.base import Environment
-from lbi.errors import EnvError
+from lbi.errors import ConfigError, EnvError
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,18 @@ class EnvInfo:
         return self._load(self.check)()
 
     def create(self, **kwargs: object) -> Environment:
-        return self._load(self.factory)(**kwargs)
+        """The environment, built with ``env_args`` as keyword arguments."""
+        factory = self._load(self.factory)
+        accepted = inspect.signature(factory).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        unknown = [k for k in kwargs if k not in accepted] if not takes_any else []
+        if unknown:
+            raise ConfigError(f"unknown env_args {unknown} for the {self.name} environment; it "
+                              f"takes: {', '.join(accepted) or 'none'}")
+        try:
+            return factory(**kwargs)
+        except TypeError as exc:  # a nested config class rejected a field
+            raise ConfigError(f"invalid env_args for the {self.name} environment: {exc}") from None
 
 
 ENVIRONMENTS: dict[str, EnvInfo] = {

@@ -296,12 +296,19 @@ def _summary(results: list, budget, wall: float, run_dir: Path) -> None:
 
 
 def main() -> None:
-    """Entry point: user errors print one clear message instead of a traceback."""
+    """Entry point: user errors (and a full disk, a read-only folder) print one clear message
+    instead of a traceback."""
     try:
         app()
     except LbiError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise SystemExit(1) from None
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        console.print(f"[bold red]error:[/] {exc.strerror or exc}{where}. Finished work is "
+                      "saved; free the space or fix the folder's permissions, then rerun.")
+        raise SystemExit(1) from None
+
 
 
 if __name__ == "__main__":

@@ -37,8 +37,13 @@ def lock_dir(folder: Path, what: str) -> IO[str]:
     """Hold an exclusive lock on ``folder`` for this process (released when the returned file
     is closed, or when the process dies): two runs writing one output folder would repeat each
     other's calls and duplicate records."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fh = open(folder / ".lock", "a+")  # noqa: SIM115 - the caller closes it
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"output folder {folder} is a file; choose a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fh = open(folder / ".lock", "a+")  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder {folder}: {exc.strerror}") from None
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

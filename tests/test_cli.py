@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -46,11 +47,55 @@ def test_tasks_lists_the_23_spider_questions():
     (["eval", "--config", "no/such/eval.yaml"], "config file not found"),
     (["eval", "--config", "configs/eval/sql.yaml", "--set", "step_limit=0"], "step_limit"),
     (["synth", "--config", "configs/sql.yaml", "--set", "novalue"], "expected key=value"),
+    (["synth", "--config", "configs"], "is a folder"),
+    (["synth", "--config", "/usr/bin/bash"], "not a text file"),
+    (["synth", "--config", "configs/sql.yaml", "--set", "x=["], "not valid YAML"),
+    (["synth", "--config", "configs/sql.yaml", "--set", "env.x=1"], "not a section"),
+    (["synth", "--config", "configs/sql.yaml", "--set", "env_args.nope=1"], "env_args for the sql"),
+    (["synth", "--config", "configs/sql.yaml", "--set", "docs.max_docs=-1"], "max_docs"),
+    (["synth", "--config", "configs/sql.yaml", "--set", "rollout.max_tasks=-2"], "max_tasks"),
+    (["synth", "--config", "configs/sql.yaml", "--set", "models.agent.max_retries=-1"],
+     "max_retries"),
+    (["synth", "--config", "configs/sql.yaml", "--set", "output_dir=/etc/hostname"],
+     "is a file"),
+    (["eval", "--config", "configs/eval/sql.yaml", "--set", "model.max_concurrency=0"],
+     "max_concurrency"),
+    (["run", "--task", "x", "--db", "no_such_db", "--model", "openai/m", "--api-base",
+      "http://127.0.0.1:9/v1", "--max-retries", "0"], "episode(s) failed"),
+    (["run", "--task", "spider-01", "--max-retries", "-1"], "max_retries"),
 ])
 def test_user_errors_are_one_clear_line_not_a_traceback(args, message):
     out = lbi(*args, env={"ANTHROPIC_API_KEY": None})
     assert out.returncode == 1
     assert message in out.stdout and "Traceback" not in out.stdout + out.stderr
+
+
+def test_a_list_config_and_a_read_only_output_folder_are_one_line(tmp_path):
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- env: sql\n")
+    out = lbi("synth", "--config", str(listed))
+    assert out.returncode == 1 and "mapping" in out.stdout and "Traceback" not in out.stderr
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"env: sql\noutput_dir: {locked}/sub\n")
+    out = lbi("synth", "--config", str(config), "--until", "docs",
+              env={"LBI_SANDBOX_UID": None})
+    if os.geteuid() != 0:  # root writes anyway; the message is checked for other users
+        assert out.returncode == 1 and "cannot write" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_a_second_run_on_the_same_output_folder_is_refused(tmp_path):
+    from lbi.io import lock_dir
+
+    holder = lock_dir(tmp_path / "out", "lbi synth")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"env: sql\noutput_dir: {tmp_path / 'out'}\n")
+    out = lbi("synth", "--config", str(config), "--until", "docs")
+    holder.close()
+    assert out.returncode == 1 and "is in use by lbi synth (pid" in out.stdout
 
 
 def test_run_free_text_task_with_a_local_openai_server_unreachable(tmp_path):
@@ -66,3 +111,18 @@ def test_run_free_text_task_with_a_local_openai_server_unreachable(tmp_path):
     traj = json.loads(path.read_text())
     assert traj["termination"] is None and "failed after 2 request" in traj["error"]
     assert traj["task"]["env_args"] == {"db": "chinook"} and traj["task"]["origin"] == "user"
+
+
+def test_a_full_disk_is_one_line(monkeypatch, capsys):
+    import errno
+
+    from lbi import cli
+
+    def full(*_, **__):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/out/examples.jsonl")
+
+    monkeypatch.setattr(cli, "app", full)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 1
+    assert "No space left on device (/data/out/examples.jsonl)" in capsys.readouterr().out

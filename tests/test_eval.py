@@ -167,3 +167,16 @@ def test_a_fine_tuned_row_whose_model_file_is_missing_stops_before_any_episode(t
     with pytest.raises(ConfigError, match="agent 'fine-tuned': no GGUF file at .*untrained"):
         Evaluation(config, make_model=make_model).run()
     assert ran == [] and not (tmp_path / "eval" / "episodes").exists()
+
+
+def test_a_missing_dataset_stops_before_any_episode(tmp_path):
+    config = _config(tmp_path, tmp_path / "not-synthesized-yet" / "dataset")
+    ran: list[str] = []
+
+    def make_model(config, budget):
+        ran.append(config.model)
+        return ScriptedLLM(copy_first_example, budget=budget)
+
+    with pytest.raises(ConfigError, match="no `examples` config in the dataset folder"):
+        Evaluation(config, make_model=make_model).run()
+    assert ran == [] and not (tmp_path / "eval" / "episodes").exists()

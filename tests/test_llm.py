@@ -160,3 +160,13 @@ def test_model_assembly_verifies_sha256(tmp_path, monkeypatch):
         local.assemble(bad, parts)
     assert not bad.path.exists()
     assert not list(tmp_path.glob("models/*.partial"))
+
+
+def test_a_cache_deleted_mid_run_is_reopened(openai_key, llm_cache):
+    import shutil
+
+    llm = _llm()
+    assert llm.complete(MESSAGES, mock_response="one").text == "one"
+    shutil.rmtree(llm_cache)
+    assert llm.complete([{"role": "user", "content": "Two?"}], mock_response="two").text == "two"
+    assert llm.complete([{"role": "user", "content": "Two?"}], mock_response="x").text == "two"

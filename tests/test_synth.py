@@ -343,3 +343,28 @@ def test_kill_9_at_any_stage_then_resume_loses_nothing_and_duplicates_nothing(tm
     clean = load_dataset_dir(ref_out / "dataset")
     for name in ("trajectories", "examples", "sft"):
         assert sorted(resumed[name]["train"]["id"]) == sorted(clean[name]["train"]["id"])
+
+
+def test_ctrl_c_stops_promptly_and_keeps_what_finished(tmp_path):
+    """SIGINT drops the queued items (hours with a slow model) instead of running them all."""
+    config = yaml.safe_load(_mock_config(tmp_path).read_text())
+    config["models"]["agent"]["extra"]["mock_delay"] = 0.4  # 3 steps: ~1.2 s per rollout
+    config["docs"]["max_docs"] = 10
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = _synth(path, tmp_path / "cache")
+    store = tmp_path / "out" / "trajectories.jsonl"
+    deadline = time.monotonic() + 120
+    while not (store.exists() and store.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    stopped = time.monotonic()
+    output = proc.communicate(timeout=60)[0]
+    assert time.monotonic() - stopped < 8, "waited for the queue"  # 20 rollouts ≈ 12 s more
+    assert proc.returncode != 0 and "Traceback" not in output
+    kept = _jsonl_ids(store)
+    assert 2 <= len(kept) < 20 and len(kept) == len(set(kept))
+    final = _synth(path, tmp_path / "cache")
+    assert final.wait(timeout=300) == 0
+    assert set(kept) <= set(_jsonl_ids(store))

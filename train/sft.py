@@ -80,7 +80,12 @@ def get_dataset(script_args: LbiScriptArguments) -> Any:
         if not (local / config).is_dir():
             raise LbiError(f"{local} has no {config!r} config; found: "
                            f"{sorted(p.name for p in local.iterdir() if p.is_dir())}")
-        return load_from_disk(str(local / config))
+        try:
+            return load_from_disk(str(local / config))
+        except Exception as exc:  # a truncated or foreign arrow file
+            raise LbiError(f"cannot read the dataset {local / config}: {type(exc).__name__}: "
+                           f"{str(exc)[:300]}. Export it again with lbi synth (finished stages "
+                           "are not redone).") from None
     return load_dataset(script_args.dataset_name, name=config)
 
 
@@ -262,6 +267,10 @@ def make_parser() -> TrlParser:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        main(*make_parser().parse_args_and_config())
+        args = make_parser().parse_args_and_config()
+    except (ValueError, OSError) as exc:  # an unknown flag, a missing or broken --config
+        raise SystemExit(f"error: {exc}") from None
+    try:
+        main(*args)
     except LbiError as exc:
         raise SystemExit(f"error: {exc}") from None
