@@ -25,7 +25,7 @@ from lbi.agent.loop import Agent, AgentConfig, ChatModel, Reference
 from lbi.agent.retrieval import AgenticRetriever, Embedder
 from lbi.envs import get_env_info
 from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
-from lbi.errors import ConfigError, ModelError
+from lbi.errors import ConfigError, EndpointFailed, ModelError
 from lbi.eval import report
 from lbi.eval.config import AgentSpec, EvalConfig, RetrievalConfig
 from lbi.eval.corpora import Corpus, check_dataset, open_corpus
@@ -123,11 +123,7 @@ class Evaluation:
                    "step_limit": self.config.step_limit, "agents": rows}
         report.write(results, self.config.output_dir)
         if self.lost:
-            raise ModelError(
-                "the model endpoint failed (after retries) in "
-                + ", ".join(f"{n} episode(s) of {name!r}" for name, n in self.lost.items())
-                + "; they are not stored as results. Rerun the same command when the endpoint "
-                "is back: finished episodes are kept.")
+            raise EndpointFailed(self.lost, "episode(s)", " and their rows were not written")
         return results
 
     def check_models(self, agents: list[AgentSpec]) -> None:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from lbi.errors import LbiError
+from lbi.errors import EndpointFailed, LbiError
 from lbi.io import atomic_write_text
 
 app = typer.Typer(help="Learn-by-interact: make LLM agents better at an environment.",
@@ -220,11 +220,7 @@ def synth(
     if run_.stopped_by:
         console.print(f"[yellow]stopped early:[/] {run_.stopped_by}")
     if run_.lost:
-        raise LbiError(
-            "the model endpoint failed (after retries) for "
-            + ", ".join(f"{n} item(s) of {stage!r}" for stage, n in run_.lost.items())
-            + "; nothing was stored for them and no dataset was written. Rerun the same "
-            "command when the endpoint is back: finished work is kept.")
+        raise EndpointFailed(run_.lost, "item(s)", " and no dataset was written")
     if path is None:
         console.print(f"[green]✓[/] stages up to {until} done in {cfg.output_dir}")
         return

@@ -23,3 +23,14 @@ class BudgetExceeded(LbiError):
 
 class EnvError(LbiError):
     """An environment cannot start (missing dependency, unknown task)."""
+
+
+class EndpointFailed(LbiError):
+    """Work left unfinished because the model endpoint failed after its retries; nothing of it
+    was stored, and a rerun does it."""
+
+    def __init__(self, lost: dict[str, int], unit: str, consequence: str = "") -> None:
+        parts = ", ".join(f"{n} {unit} of {name!r}" for name, n in lost.items())
+        super().__init__(f"the model endpoint failed (after retries) for {parts}; nothing was "
+                         f"stored for them{consequence}. Rerun the same command when the "
+                         "endpoint is back: finished work is kept.")
