@@ -1,4 +1,4 @@
-"""One call surface for every LLM: litellm for providers, llama.cpp for the embedded models.
+"""One call surface for every LLM: litellm for providers and for the embedded models' server.
 
 ``LLM(LLMConfig(model=...)).complete(messages)`` works the same for ``anthropic/…``,
 ``openai/…`` with ``api_base``, ``hosted_vllm/…`` and ``local/qwen2.5-coder-0.5b``. Every call
@@ -23,7 +23,7 @@ import diskcache  # noqa: E402
 import litellm  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
-from lbi.agent import local  # noqa: E402
+from lbi.agent import local, server  # noqa: E402
 from lbi.assets import lbi_home  # noqa: E402
 from lbi.errors import BudgetExceeded, ModelError  # noqa: E402
 from lbi.types import LLMCall, content_id  # noqa: E402
@@ -70,11 +70,22 @@ class LLMConfig(BaseModel):
     """Cache responses on disk by (model, messages, params): a rerun costs nothing. Turn off to
     draw fresh samples at temperature > 0."""
     n_ctx: int = Field(8192, gt=0)
-    """Context window for local models (llama.cpp)."""
+    """Context window of each sequence of a local model (llama.cpp)."""
+    slots: int = Field(4, ge=1)
+    """Local models: sequences the managed llama-server decodes at once (``--parallel``);
+    requests to it are bounded by this, not by ``max_concurrency``."""
+    threads: int | None = Field(None, ge=1)
+    """Local models: llama.cpp threads (default: the cores not busy when the server starts)."""
     max_concurrency: int = Field(8, ge=1)
     """Requests in flight at once to this endpoint (model + api_base), across all threads."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Passed through to ``litellm.completion`` (e.g. ``top_p``). Never put API keys here."""
+
+
+def default_concurrency(config: LLMConfig) -> int:
+    """Episodes to run at once against ``config`` when a run does not say: the slots of a
+    local model's server (one episode per slot keeps its prompt cache warm), else 4."""
+    return config.slots if config.model.startswith(local.LOCAL_PREFIX) else 4
 
 
 class Budget:
@@ -140,48 +151,6 @@ class Completion:
     call: LLMCall
 
 
-class _LlamaCppProvider(litellm.CustomLLM):
-    """litellm provider ``local/…`` backed by llama.cpp in this process."""
-
-    def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
-        params = kwargs.get("optional_params") or {}
-        out = local.chat(
-            model, messages,
-            temperature=params.get("temperature", 0.0),
-            max_tokens=params.get("max_tokens") or 512,
-            stop=params.get("stop"),
-            response_format=params.get("response_format"),
-            grammar=params.get("grammar"),
-            n_ctx=int(params.get("n_ctx", 8192)),
-        )
-        response: litellm.ModelResponse = kwargs["model_response"]
-        response.choices[0].message.content = out["choices"][0]["message"]["content"]
-        response.choices[0].finish_reason = out["choices"][0]["finish_reason"]
-        usage = out["usage"]
-        response.usage = litellm.Usage(prompt_tokens=usage["prompt_tokens"],
-                                       completion_tokens=usage["completion_tokens"],
-                                       total_tokens=usage["total_tokens"])
-        response.model = model
-        return response
-
-
-_setup_lock = threading.Lock()
-_setup_done = False
-
-
-def _setup_litellm() -> None:
-    """Register the local provider once per process."""
-    global _setup_done
-    with _setup_lock:
-        if _setup_done:
-            return
-        litellm.custom_provider_map = [
-            *[p for p in litellm.custom_provider_map if p.get("provider") != "local"],
-            {"provider": "local", "custom_handler": _LlamaCppProvider()},
-        ]
-        _setup_done = True
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("LBI_CACHE_DIR", lbi_home() / "llm-cache"))
 
@@ -191,12 +160,19 @@ _slots: dict[tuple[str, str | None], threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
 
 
+_endpoints: dict[str, str] = {}
+_thread_slots: dict[str, dict[int, int]] = {}
+_endpoints_lock = threading.Lock()
+
+
 def _endpoint_slots(config: LLMConfig) -> threading.BoundedSemaphore:
     """The semaphore that bounds concurrent requests to one endpoint."""
     key = (config.model, config.api_base)
+    local_model = config.model.startswith(local.LOCAL_PREFIX)
     with _slots_lock:
         if key not in _slots:
-            _slots[key] = threading.BoundedSemaphore(config.max_concurrency)
+            _slots[key] = threading.BoundedSemaphore(
+                config.slots if local_model else config.max_concurrency)
         return _slots[key]
 
 
@@ -225,6 +201,7 @@ def validate_model(config: LLMConfig) -> None:
     """Fail early, with the fix, on an unknown model, a missing API key or a missing model file."""
     if config.model.startswith(local.LOCAL_PREFIX):
         local.resolve_gguf(config.model)
+        server.server_binary()
         return
     try:
         litellm.get_llm_provider(config.model, api_base=config.api_base)
@@ -245,7 +222,6 @@ class LLM:
     """A configured model with call recording, caching, retries and a budget."""
 
     def __init__(self, config: LLMConfig, budget: Budget | None = None) -> None:
-        _setup_litellm()
         validate_model(config)
         self.config = config
         self.budget = budget or Budget()
@@ -269,14 +245,44 @@ class LLM:
             if c.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
                 kwargs["api_key"] = "EMPTY"  # local OpenAI-compatible servers need no key
         kwargs.update(overrides)
-        if c.model.startswith(local.LOCAL_PREFIX):
-            kwargs["n_ctx"] = c.n_ctx
-        else:
+        if not (c.api_base or c.model.startswith(local.LOCAL_PREFIX)):  # a hosted provider
             kwargs.pop("grammar", None)  # GBNF is a llama.cpp feature
             fmt = kwargs.get("response_format")
             if isinstance(fmt, dict) and fmt.get("type") == "json_object" and "schema" in fmt:
                 kwargs["response_format"] = {"type": "json_object"}  # schema: llama.cpp only
         return kwargs
+
+    def _request(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The request as sent. A local model goes to its managed llama-server, on this
+        thread's slot (an episode runs on one thread, so its growing history hits the slot's
+        prompt cache); a GBNF grammar travels in the body, where llama-server reads it."""
+        body = dict(kwargs.pop("extra_body", None) or {})
+        if "grammar" in kwargs:
+            body["grammar"] = kwargs.pop("grammar")
+        if self.config.model.startswith(local.LOCAL_PREFIX):
+            url, slot = self._local_endpoint()
+            kwargs.update(model="openai/" + self.config.model.removeprefix(local.LOCAL_PREFIX),
+                          api_base=f"{url}/v1", api_key="EMPTY")
+            body.update(cache_prompt=True, id_slot=slot)
+        if body:
+            kwargs["extra_body"] = body
+        return kwargs
+
+    def _local_endpoint(self) -> tuple[str, int]:
+        """(server URL, slot of this thread) of the managed llama-server for this model."""
+        c = self.config
+        spec = server.ServerSpec(model=str(local.resolve_gguf(c.model)), slots=c.slots,
+                                 ctx_per_slot=c.n_ctx,
+                                 threads=c.threads or server.default_threads())
+        with _endpoints_lock:
+            url = _endpoints.get(spec.key)
+            if url is None or not server.healthy(url, timeout=0.5):
+                url = _endpoints[spec.key] = server.ensure_server(spec)
+            slots = _thread_slots.setdefault(spec.key, {})
+            thread = threading.get_ident()
+            if thread not in slots:
+                slots[thread] = len(slots) % c.slots
+            return url, slots[thread]
 
     def _cache_key(self, kwargs: dict[str, Any]) -> str | None:
         if not self.config.cache:
@@ -353,7 +359,7 @@ class LLM:
                         deadline = time.monotonic() + self.config.deadline_s
                     kwargs["timeout"] = max(0.1, min(self.config.timeout_s,
                                                      deadline - time.monotonic()))
-                    response = litellm.completion(**kwargs)
+                    response = litellm.completion(**self._request(dict(kwargs)))
                     text = response.choices[0].message.content or ""  # malformed: retried
                 return self._record(response, text, started, attempt, key)
             except Exception as exc:

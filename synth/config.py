@@ -42,8 +42,9 @@ class RolloutConfig(_Strict):
     step_limit: int = Field(8, ge=1)
     episode_timeout_s: float = Field(300, gt=0)
     """An episode still running after this long ends (termination ``time_limit``)."""
-    concurrency: int = Field(2, ge=1)
-    """Episodes run at once (each with its own environment instance)."""
+    concurrency: int | None = Field(None, ge=1)
+    """Items (episodes, backward and committee calls) run at once, each episode with its own
+    environment instance; default: the slots of a local agent model's server, else 4."""
     max_tasks: int | None = Field(None, ge=1)
     """Roll out at most this many generated tasks (deterministic choice); None: all."""
 

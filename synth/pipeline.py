@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig
+from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig, default_concurrency
 from lbi.agent.loop import Agent, AgentConfig, ChatModel
 from lbi.envs import get_env_info
 from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
@@ -95,7 +95,8 @@ class Synthesis:
         """
         if not items or self.stopped_by:
             return
-        workers = self.config.rollout.concurrency
+        workers = self.config.rollout.concurrency or default_concurrency(
+            self.config.models.agent)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn()]
 

@@ -321,11 +321,12 @@ def test_every_accelerate_config_loads(path):
 @pytest.mark.slow
 def test_a_gguf_with_the_adapter_merged_runs_in_llama_cpp_like_the_trained_model(tmp_path):
     """SmolLM2 is a llama-architecture GGUF: llama.cpp permutes its query/key rows, so this
-    also checks that the delta gets the same permutation."""
-    import numpy as np
-    from llama_cpp import Llama
+    also checks that the delta gets the same permutation. Served by llama-server: its greedy
+    next token after every prefix of a prompt is compared with transformers' argmax."""
+    import httpx
     from peft import LoraConfig, get_peft_model
 
+    from lbi.agent import server
     from lbi.agent.local import resolve_gguf
     from lbi.train.gguf_export import export_merged_gguf
     from lbi.train.models import load_model
@@ -346,26 +347,33 @@ def test_a_gguf_with_the_adapter_merged_runs_in_llama_cpp_like_the_trained_model
     ids = tok("<|im_start|>user\nWrite SQL that counts the rows of table t.<|im_end|>\n"
               "<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
-        trained = model(torch.tensor([ids])).logits[0].numpy()
+        trained = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
         with model.disable_adapter():
-            base = model(torch.tensor([ids])).logits[0].numpy()
+            base = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
 
-    def llama_logits(path: Path) -> np.ndarray:
-        llm = Llama(model_path=str(path), logits_all=True, n_ctx=256, verbose=False)
-        llm.eval(ids)
-        return np.array(llm.scores[: len(ids)])
+    def served_argmax(path: Path) -> list[int]:
+        spec = server.ServerSpec(model=str(path), slots=1, ctx_per_slot=256, threads=1)
+        url = server.ensure_server(spec)
+        try:
+            return [httpx.post(f"{url}/completion", json={
+                "prompt": ids[: t + 1], "n_predict": 1, "temperature": 0.0,
+                "cache_prompt": False, "return_tokens": True}, timeout=60).json()["tokens"][0]
+                for t in range(len(ids))]
+        finally:
+            server.stop_server(spec)
 
-    served_trained = llama_logits(tmp_path / "model.gguf")
-    served_base = llama_logits(resolve_gguf(name))
+    served_trained = served_argmax(tmp_path / "model.gguf")
+    served_base = served_argmax(resolve_gguf(name))
+
+    def agree(a: list[int], b: list[int]) -> float:
+        return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+
     # What the adapter changes, as llama.cpp serves it vs as transformers computes it: the
-    # same direction (a wrong layout or name would give noise), well above the numeric noise
-    # between the two runtimes.
-    effect, served_effect = trained - base, served_trained - served_base
-    assert np.corrcoef(effect.ravel(), served_effect.ravel())[0, 1] > 0.95
-    assert np.abs(effect).mean() > 3 * np.abs(served_base - base).mean()
-    with pytest.raises(LbiError, match="not the model's base GGUF"):
-        export_merged_gguf(model, resolve_gguf("local/qwen2.5-coder-0.5b"), tmp_path / "x.gguf")
-    assert not (tmp_path / "x.gguf").exists()
+    # merged model predicts what the trained one does (a wrong layout or name would give the
+    # base model's tokens or noise), and the adapter really changed the predictions.
+    assert agree(served_trained, trained) >= 0.8
+    assert agree(served_base, base) >= 0.8
+    assert agree(trained, base) <= 0.6
 
 
 def test_push_to_hub_without_the_hub_fails_before_training_with_one_clear_error(
