@@ -272,8 +272,7 @@ class LLM:
         """(server URL, slot of this thread) of the managed llama-server for this model."""
         c = self.config
         spec = server.ServerSpec(model=str(local.resolve_gguf(c.model)), slots=c.slots,
-                                 ctx_per_slot=c.n_ctx,
-                                 threads=c.threads or server.default_threads())
+                                 ctx_per_slot=c.n_ctx, threads=c.threads)
         with _endpoints_lock:
             url = _endpoints.get(spec.key)
             if url is None or not server.healthy(url, timeout=0.5):

@@ -34,7 +34,7 @@ import tarfile
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from lbi.assets import lbi_home, pip_download
@@ -62,7 +62,9 @@ class ServerSpec:
     """Path of the GGUF file."""
     slots: int
     ctx_per_slot: int
-    threads: int
+    threads: int | None = None
+    """llama.cpp threads; None: the cores free when the server starts (not part of the key:
+    a running server is reused whatever its thread count)."""
 
     @property
     def key(self) -> str:
@@ -136,16 +138,28 @@ def _keep_variants(cmake_file: Path, keep: tuple[str, ...]) -> None:
 
 
 # ---- threads ------------------------------------------------------------------------------------
-def free_cores() -> int:
-    """Cores this process may use that are not busy now (at least 1): the affinity mask minus
-    the 1-minute load average, so that llama.cpp never spins on cores another job runs on."""
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def free_cores(window_s: float = 0.5) -> int:
+    """Cores this process may use that are not busy now (at least 1), measured over
+    ``window_s``, so that llama.cpp never spins on cores another job runs on. (The load
+    average lags: a job that ended a minute ago still counts in it.)"""
     cores = len(os.sched_getaffinity(0))
-    busy = round(os.getloadavg()[0])
-    return max(1, min(cores, cores - busy))
+    busy0, total0 = _cpu_times()
+    time.sleep(window_s)
+    busy1, total1 = _cpu_times()
+    online = os.cpu_count() or cores
+    busy_cores = (busy1 - busy0) / max(1, total1 - total0) * online
+    return max(1, min(cores, cores - round(busy_cores)))
 
 
 def default_threads() -> int:
-    """``LBI_LLAMA_THREADS`` if set, else the free cores."""
+    """``LBI_LLAMA_THREADS`` if set, else the free cores (measured now)."""
     return int(os.environ.get("LBI_LLAMA_THREADS", "0")) or free_cores()
 
 
@@ -207,6 +221,8 @@ def ensure_server(spec: ServerSpec, client_pid: int | None = None, pinned: bool 
                 (folder / "pinned").touch()
             return _wait_healthy(folder, state["url"], state["supervisor_pid"])
         server_binary()  # fail here, with the fix, rather than in the supervisor's log
+        if spec.threads is None:
+            spec = replace(spec, threads=default_threads())
         if pinned:
             (folder / "pinned").touch()
         else:
@@ -246,6 +262,12 @@ def stop_server(spec: ServerSpec) -> bool:
     while _alive(state["supervisor_pid"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     return True
+
+
+def running_state(spec: ServerSpec) -> dict | None:
+    """The state of the server for ``spec`` if its supervisor runs."""
+    state = _read_state(state_dir(spec))
+    return state if state and _alive(state["supervisor_pid"]) else None
 
 
 def running_servers() -> list[dict]:

@@ -126,13 +126,15 @@ def serve(
         return
     name = model if model.startswith(LOCAL_PREFIX) else LOCAL_PREFIX + model
     spec = server.ServerSpec(model=str(resolve_gguf(name)), slots=slots, ctx_per_slot=ctx,
-                             threads=threads or server.default_threads())
+                             threads=threads)
     if stop:
         stopped = server.stop_server(spec)
         console.print("[green]✓[/] stopped" if stopped else "no server was running")
         return
     url = server.ensure_server(spec, pinned=True)
-    console.print(f"[green]✓[/] {name} at {url}/v1 ({slots} slots, {spec.threads} threads); "
+    state = server.running_state(spec)
+    used = state["spec"]["threads"] if state else threads
+    console.print(f"[green]✓[/] {name} at {url}/v1 ({slots} slots, {used} threads); "
                   f"log: {server.state_dir(spec) / 'server.log'}")
 
 

@@ -19,9 +19,6 @@ from lbi.agent.local import resolve_gguf
 from lbi.agent.prompts import RESPONSE_GRAMMAR, parse_response
 
 MODEL = "local/smollm2-135m"
-pytestmark = pytest.mark.skipif(
-    not (server.install_dir() / "llama-server").exists(),
-    reason="llama-server is not built (lbi serve --build)")
 
 
 @pytest.fixture
@@ -93,3 +90,25 @@ def test_grammar_and_json_schema_are_enforced_through_the_server(home, monkeypat
                        response_format={"type": "json_object", "schema": schema})
     tasks = json.loads(out.text)["tasks"]
     assert len(tasks) == 2 and all(isinstance(t, str) for t in tasks)
+
+
+def test_only_the_chosen_cpu_variants_are_built(tmp_path):
+    cmake = tmp_path / "CMakeLists.txt"
+    cmake.write_text("".join(f"        ggml_add_cpu_backend_variant({v} AVX)\n" for v in [
+        "x64", "sse42", "haswell", "icelake", "sapphirerapids", "zen4"])
+        + "            ggml_add_cpu_backend_variant(armv8.0_1)\n")
+    server._keep_variants(cmake, server.CPU_VARIANTS)
+    kept = [line.split("(")[1].split()[0].rstrip(")") for line in cmake.read_text().splitlines()]
+    assert kept == ["x64", "haswell", "icelake", "zen4", "armv8.0_1"]
+
+
+def test_a_missing_server_binary_is_one_clear_error(monkeypatch):
+    from lbi.errors import ModelError
+
+    monkeypatch.setenv("LBI_LLAMA_SERVER", "/nonexistent/llama-server")
+    with pytest.raises(ModelError, match="lbi serve --build"):
+        LLM(LLMConfig(model=MODEL))
+
+
+def test_free_cores_is_between_one_and_the_affinity_mask():
+    assert 1 <= server.free_cores(0.05) <= len(os.sched_getaffinity(0))
