@@ -340,12 +340,14 @@ def test_a_gguf_with_the_adapter_merged_runs_in_llama_cpp_like_the_trained_model
     model = get_peft_model(base_model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     for param_name, param in model.named_parameters():
         if "lora_B" in param_name:  # as if trained: a delta large enough to change the outputs
-            param.data.normal_(0, 0.1)
+            param.data.normal_(0, 0.3)
     summary = export_merged_gguf(model, resolve_gguf(name), tmp_path / "model.gguf")
     assert summary["merged_tensors"] == 30 * 7  # 30 blocks x (q k v o gate up down)
 
-    ids = tok("<|im_start|>user\nWrite SQL that counts the rows of table t.<|im_end|>\n"
-              "<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    ids = tok("<|im_start|>user\nWrite SQL that counts the rows of table t, then the rows of "
+              "table u grouped by their first column.<|im_end|>\n<|im_start|>assistant\n"
+              "SELECT count(*) FROM t; SELECT a, count(*) FROM u GROUP BY a;",
+              add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         trained = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
         with model.disable_adapter():
@@ -368,12 +370,13 @@ def test_a_gguf_with_the_adapter_merged_runs_in_llama_cpp_like_the_trained_model
     def agree(a: list[int], b: list[int]) -> float:
         return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
 
-    # What the adapter changes, as llama.cpp serves it vs as transformers computes it: the
-    # merged model predicts what the trained one does (a wrong layout or name would give the
-    # base model's tokens or noise), and the adapter really changed the predictions.
-    assert agree(served_trained, trained) >= 0.8
-    assert agree(served_base, base) >= 0.8
-    assert agree(trained, base) <= 0.6
+    # What the adapter changes, as llama.cpp serves it vs as transformers computes it: where
+    # the adapter changed transformers' prediction, the merged GGUF predicts the changed token
+    # (a wrong layout or name would give the base model's token or noise).
+    changed = [t for t in range(len(ids)) if trained[t] != base[t]]
+    assert len(changed) >= 5
+    assert sum(served_trained[t] == trained[t] for t in changed) >= 0.7 * len(changed)
+    assert agree(served_trained, trained) >= 0.8 and agree(served_base, base) >= 0.8
 
 
 def test_push_to_hub_without_the_hub_fails_before_training_with_one_clear_error(
