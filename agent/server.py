@@ -39,6 +39,7 @@ from pathlib import Path
 
 from lbi.assets import lbi_home, pip_download
 from lbi.errors import ModelError
+from lbi.io import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +176,6 @@ def _read_state(folder: Path) -> dict | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def healthy(url: str, timeout: float = 2.0) -> bool:
     """Whether the server at ``url`` (``http://host:port``) answers /health with 200."""
     try:
@@ -216,7 +207,7 @@ def ensure_server(spec: ServerSpec, client_pid: int | None = None, pinned: bool 
     with _locked(folder):
         _register_client(folder, client_pid or os.getpid())
         state = _read_state(folder)
-        if state and _alive(state["supervisor_pid"]):
+        if state and pid_alive(state["supervisor_pid"]):
             if pinned:
                 (folder / "pinned").touch()
             return _wait_healthy(folder, state["url"], state["supervisor_pid"])
@@ -245,7 +236,7 @@ def ensure_server(spec: ServerSpec, client_pid: int | None = None, pinned: bool 
 def _wait_healthy(folder: Path, url: str, supervisor: int) -> str:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not healthy(url):
-        if not _alive(supervisor) or time.monotonic() > deadline:
+        if not pid_alive(supervisor) or time.monotonic() > deadline:
             raise ModelError(f"llama-server at {url} is not healthy; see {folder / 'server.log'}")
         time.sleep(0.2)
     return url
@@ -255,11 +246,11 @@ def stop_server(spec: ServerSpec) -> bool:
     """Stop the server for ``spec`` (its supervisor stops llama-server); whether one ran."""
     folder = state_dir(spec)
     state = _read_state(folder)
-    if not state or not _alive(state["supervisor_pid"]):
+    if not state or not pid_alive(state["supervisor_pid"]):
         return False
     os.kill(state["supervisor_pid"], signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while _alive(state["supervisor_pid"]) and time.monotonic() < deadline:
+    while pid_alive(state["supervisor_pid"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     return True
 
@@ -267,7 +258,7 @@ def stop_server(spec: ServerSpec) -> bool:
 def running_state(spec: ServerSpec) -> dict | None:
     """The state of the server for ``spec`` if its supervisor runs."""
     state = _read_state(state_dir(spec))
-    return state if state and _alive(state["supervisor_pid"]) else None
+    return state if state and pid_alive(state["supervisor_pid"]) else None
 
 
 def running_servers() -> list[dict]:
@@ -275,7 +266,7 @@ def running_servers() -> list[dict]:
     found = []
     for path in sorted((lbi_home() / "servers").glob("*/state.json")):
         state = _read_state(path.parent)
-        if state and _alive(state["supervisor_pid"]):
+        if state and pid_alive(state["supervisor_pid"]):
             found.append(state)
     return found
 
@@ -298,7 +289,7 @@ def server_command(spec: ServerSpec, port: int) -> list[str]:
 def _live_clients(folder: Path) -> int:
     live = 0
     for entry in (folder / "clients").glob("*"):
-        if entry.name.isdigit() and _alive(int(entry.name)):
+        if entry.name.isdigit() and pid_alive(int(entry.name)):
             live += 1
         else:
             entry.unlink(missing_ok=True)

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lbi.errors import EnvError
+from lbi.io import pid_alive
 
 # Mount points the sandbox needs inside the episode directory; they are not part of its state.
 _SYSTEM_ENTRIES = {"usr", "etc", "proc", "dev", "tmp", "bin", "lib", "lib64", "sbin", ".lbi-bin"}
@@ -317,7 +318,7 @@ def episode_dir(prefix: str, parent: Path | None = None) -> Path:
     base = Path(parent or tempfile.gettempdir())
     for stale in base.glob(f"{prefix}*-*"):
         pid = stale.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=base))
 
@@ -418,16 +419,6 @@ def _check_reachable(paths: list[str]) -> None:
                     "temporary directory (the default), or open that folder with chmod o+x.")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _kill_all_but_shell(bwrap_pid: int) -> None:
     """Kill every process of a sandbox except its init (pid 1 inside) and its shell (pid 2).
 
@@ -458,7 +449,7 @@ def _remove_stale_cgroups() -> None:
     for base in _PIDS_CGROUP_ROOTS:
         for group in base.glob(f"{_CGROUP_PREFIX}*-*"):
             pid = group.name[len(_CGROUP_PREFIX):].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 _remove_cgroup(group)
 
 

@@ -57,3 +57,14 @@ def lock_dir(folder: Path, what: str) -> IO[str]:
     fh.write(f"{what} (pid {os.getpid()})")
     fh.flush()
     return fh
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (also one of another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -71,7 +71,7 @@ def test_the_server_stops_when_no_client_is_left(home):
     client.wait()
     state = server._read_state(folder)
     deadline = time.monotonic() + 30
-    while server._alive(state["supervisor_pid"]) or server._alive(state["server_pid"]):
+    while server.pid_alive(state["supervisor_pid"]) or server.pid_alive(state["server_pid"]):
         assert time.monotonic() < deadline, "still running with no client"
         time.sleep(0.2)
     assert not server.healthy(url) and not (folder / "state.json").exists()
