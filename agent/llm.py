@@ -31,9 +31,13 @@ from lbi.types import LLMCall, content_id  # noqa: E402
 log = logging.getLogger(__name__)
 litellm.suppress_debug_info = True
 
-# Errors that retrying cannot fix: fail at once with the provider's message.
-_FATAL = (litellm.AuthenticationError, litellm.NotFoundError, litellm.PermissionDeniedError,
-          litellm.ContextWindowExceededError, litellm.BadRequestError)
+# Errors that retrying cannot fix, with the provider's message. A bad key or an unknown model
+# fails every call (ModelError: the run stops); an over-long or malformed request fails only
+# itself (RequestRejected: what needed it ends in an error, the run goes on).
+_FATAL = (litellm.AuthenticationError, litellm.NotFoundError, litellm.PermissionDeniedError)
+_REJECTED = (litellm.ContextWindowExceededError, litellm.BadRequestError)
+FAILURE_STREAK = 5
+"""Consecutive failed items after which a run takes the cause to be run-level and stops."""
 # Request fields that do not change the answer, left out of the cache key.
 _NOT_IN_KEY = {"timeout", "mock_response", "max_retries", "num_retries"}
 
@@ -42,6 +46,12 @@ class LLMCallFailed(Exception):
     """The model endpoint failed a call after its retries (outage, rate limit, malformed
     answers). Not a result: whatever needed the call is left unfinished, and a later run
     retries it."""
+
+
+class RequestRejected(Exception):
+    """The endpoint refused this one request (context window exceeded, bad request): retrying
+    cannot fix it, other requests may succeed. The episode or item that needed it ends in an
+    error, recorded with this message; the run goes on."""
 
 
 class LLMConfig(BaseModel):
@@ -160,7 +170,8 @@ _slots: dict[tuple[str, str | None], threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
 
 
-_endpoints: dict[str, str] = {}
+_endpoints: dict[str, tuple[str, float]] = {}  # server key -> (URL, when last seen healthy)
+_HEALTH_TTL_S = 10.0  # a server seen healthy this recently is trusted without a /health GET
 _thread_slots: dict[str, dict[int, int]] = {}
 _endpoints_lock = threading.Lock()
 
@@ -226,6 +237,10 @@ class LLM:
         self.config = config
         self.budget = budget or Budget()
         self._slots = _endpoint_slots(config)
+        self._server_spec = server.ServerSpec(
+            model=str(local.resolve_gguf(config.model)), slots=config.slots,
+            ctx_per_slot=config.n_ctx, threads=config.threads,
+        ) if config.model.startswith(local.LOCAL_PREFIX) else None
 
     @property
     def name(self) -> str:
@@ -269,18 +284,22 @@ class LLM:
         return kwargs
 
     def _local_endpoint(self) -> tuple[str, int]:
-        """(server URL, slot of this thread) of the managed llama-server for this model."""
-        c = self.config
-        spec = server.ServerSpec(model=str(local.resolve_gguf(c.model)), slots=c.slots,
-                                 ctx_per_slot=c.n_ctx, threads=c.threads)
+        """(server URL, slot of this thread) of the managed llama-server for this model. The
+        server's health is checked at most every few seconds, and again after a failed request
+        (a crashed server is restarted by its supervisor, or started anew here)."""
+        spec = self._server_spec
+        assert spec is not None
         with _endpoints_lock:
-            url = _endpoints.get(spec.key)
-            if url is None or not server.healthy(url, timeout=0.5):
-                url = _endpoints[spec.key] = server.ensure_server(spec)
+            url, seen = _endpoints.get(spec.key, ("", 0.0))
+            now = time.monotonic()
+            if now - seen > _HEALTH_TTL_S:
+                if not (url and server.healthy(url, timeout=0.5)):
+                    url = server.ensure_server(spec)
+                _endpoints[spec.key] = (url, now)
             slots = _thread_slots.setdefault(spec.key, {})
             thread = threading.get_ident()
             if thread not in slots:
-                slots[thread] = len(slots) % c.slots
+                slots[thread] = len(slots) % spec.slots
             return url, slots[thread]
 
     def _cache_key(self, kwargs: dict[str, Any]) -> str | None:
@@ -325,10 +344,15 @@ class LLM:
         return Completion(text=text, call=call)
 
     def _retry_delay(self, exc: Exception, attempt: int, deadline: float) -> float:
-        """The backoff before the next attempt; raises when the error is fatal (ModelError) or
-        no attempt is left within ``max_retries`` and the call's deadline (LLMCallFailed)."""
+        """The backoff before the next attempt. Raises when the error is fatal (ModelError), the
+        request was refused (RequestRejected), or no attempt is left within ``max_retries`` and
+        the call's deadline (LLMCallFailed)."""
         if isinstance(exc, _FATAL):
             raise ModelError(f"{self.config.model}: {exc}") from exc
+        if isinstance(exc, _REJECTED):
+            self.budget.record_failure()
+            raise RequestRejected(f"{self.config.model}: {type(exc).__name__}: "
+                                  f"{str(exc)[:500]}") from exc
         delay = min(self.config.retry_backoff_s * 2.0**attempt, 30.0)
         if attempt >= self.config.max_retries or time.monotonic() + delay >= deadline:
             self.budget.record_failure()
@@ -362,5 +386,8 @@ class LLM:
                     text = response.choices[0].message.content or ""  # malformed: retried
                 return self._record(response, text, started, attempt, key)
             except Exception as exc:
+                if self._server_spec is not None:  # check the server before the next attempt
+                    with _endpoints_lock:
+                        _endpoints.pop(self._server_spec.key, None)
                 time.sleep(self._retry_delay(exc, attempt, deadline or time.monotonic()))
         raise AssertionError("unreachable")

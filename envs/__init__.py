@@ -45,7 +45,7 @@ class EnvInfo:
 ENVIRONMENTS: dict[str, EnvInfo] = {
     e.name: e
     for e in [
-        EnvInfo("sql", "SQLite: 20 Spider-dev databases + Chinook; 23 Spider gold tasks",
+        EnvInfo("sql", "SQLite: 20 Spider-dev databases + Chinook; 895 Spider dev questions",
                 "lbi.envs.sql:make_env", "lbi.envs.sql:missing_dependencies"),
         EnvInfo("shell", "bash in a bubblewrap sandbox; InterCode-Bash testbed, 19 gold tasks",
                 "lbi.envs.shell:make_env", "lbi.envs.shell:missing_dependencies"),

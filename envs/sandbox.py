@@ -44,7 +44,8 @@ from lbi.errors import EnvError
 from lbi.io import pid_alive
 
 # Mount points the sandbox needs inside the episode directory; they are not part of its state.
-_SYSTEM_ENTRIES = {"usr", "etc", "proc", "dev", "tmp", "bin", "lib", "lib64", "sbin", ".lbi-bin"}
+# The sandbox's own mount points and links at / (not part of an episode's files).
+SYSTEM_ENTRIES = {"usr", "etc", "proc", "dev", "tmp", "bin", "lib", "lib64", "sbin", ".lbi-bin"}
 _LINKS_DIR = "/.lbi-bin"
 _SYMLINKS = {"bin": "usr/bin", "lib": "usr/lib", "lib64": "usr/lib64", "sbin": "usr/sbin"}
 _PIDS_CGROUP_ROOTS = [Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")]
@@ -378,8 +379,8 @@ def snapshot(root: Path) -> dict[str, str]:
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
         if rel_dir == Path("."):
-            dirnames[:] = [d for d in dirnames if d not in _SYSTEM_ENTRIES]
-            filenames = [f for f in filenames if f not in _SYSTEM_ENTRIES]
+            dirnames[:] = [d for d in dirnames if d not in SYSTEM_ENTRIES]
+            filenames = [f for f in filenames if f not in SYSTEM_ENTRIES]
         for name in sorted(dirnames):
             path = Path(dirpath) / name
             key = str(rel_dir / name)

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from lbi.agent.llm import LLMConfig
 from lbi.agent.retrieval import DEFAULT_EMBEDDER, Source
 from lbi.config import Strict, load_yaml_config
+from lbi.envs.splits import Split
 
 
 def slug(name: str) -> str:
@@ -64,8 +65,17 @@ class EvalConfig(Strict):
     output_dir: Path
     dataset: Path | None = None
     """A dataset folder written by ``lbi synth`` (…/dataset); needed by examples/distill rows."""
+    split: Split = "test"
+    """The benchmark split evaluated (``lbi tasks --env … --split test``): ``test`` for reported
+    numbers, ``dev`` for tuning prompts and configs, ``all`` for both."""
     tasks: Literal["all"] | list[str] = "all"
-    """Held-out benchmark task ids of the environment (``lbi tasks --env …``), or all of them."""
+    """Task ids of the split (``lbi tasks --env …``), or all of them."""
+    max_tasks: int | None = Field(None, ge=1)
+    """Only the first N tasks of the split (the split is in a seeded random order, so they are
+    a random sample of it)."""
+    reference: str | None = None
+    """The row every other row is compared with (paired difference, McNemar); default: the
+    row named ``zero-shot``, else the first."""
     model: LLMConfig = LLMConfig(model="local/qwen2.5-coder-0.5b", max_tokens=256)
     """The agent model of every row that does not name its own."""
     step_limit: int = Field(5, ge=1)
@@ -85,6 +95,8 @@ class EvalConfig(Strict):
             raise ValueError("agent names must be distinct (they name the output folders)")
         needs_dataset = [a.name for a in self.agents
                          if a.retrieval and a.retrieval.corpus != "docs"]
+        if self.reference is not None and self.reference not in {a.name for a in self.agents}:
+            raise ValueError(f"reference {self.reference!r} is not one of the agents")
         if needs_dataset and self.dataset is None:
             raise ValueError(f"{', '.join(needs_dataset)} retrieve from a synthesized dataset: "
                              "set `dataset` to the folder `lbi synth` wrote (…/dataset)")

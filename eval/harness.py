@@ -23,7 +23,7 @@ from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig, default_concurr
 from lbi.agent.local import LOCAL_PREFIX, resolve_gguf
 from lbi.agent.loop import Agent, AgentConfig, ChatModel, Reference
 from lbi.agent.retrieval import AgenticRetriever, Embedder
-from lbi.envs import get_env_info
+from lbi.envs import get_env_info, splits
 from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
 from lbi.errors import ConfigError, EndpointFailed, ModelError
 from lbi.eval import report
@@ -70,15 +70,18 @@ class Evaluation:
         return self._envs.get()
 
     def held_out_tasks(self) -> list[Task]:
-        tasks = self.env().benchmark_tasks()
-        if self.config.tasks == "all":
-            return tasks
-        by_id = {t.id: t for t in tasks}
-        unknown = [t for t in self.config.tasks if t not in by_id]
-        if unknown:
-            raise ConfigError(f"unknown task ids {unknown} for env {self.config.env}; "
-                              f"`lbi tasks --env {self.config.env}` lists them")
-        return [by_id[t] for t in self.config.tasks]
+        """The evaluated tasks: the config's split, its task ids, its first ``max_tasks``."""
+        c = self.config
+        tasks = splits.select(self.env().benchmark_tasks(), c.split)
+        if c.tasks != "all":
+            by_id = {t.id: t for t in tasks}
+            unknown = [t for t in c.tasks if t not in by_id]
+            if unknown:
+                raise ConfigError(f"task ids {unknown} are not in the {c.split!r} split of env "
+                                  f"{c.env}; `lbi tasks --env {c.env} --split {c.split}` lists "
+                                  "them")
+            tasks = [by_id[t] for t in c.tasks]
+        return tasks[: c.max_tasks]
 
     def corpus(self, retrieval: RetrievalConfig, held_out: list[Task]) -> Corpus:
         key = (retrieval.corpus, retrieval.embedder)
@@ -115,16 +118,35 @@ class Evaluation:
         finally:
             self._envs.close()
             lock.close()
-        # Rows of every configured agent that has a complete result (from this or earlier runs).
-        rows = [row for a in self.config.agents
-                if (path := self._folder(a) / "row.json").exists()
-                and (row := json.loads(path.read_text()))["tasks"] == [t.id for t in tasks]]
-        results = {"env": self.config.env, "tasks": [t.id for t in tasks],
-                   "step_limit": self.config.step_limit, "agents": rows}
+        results = report.summarize(self.config.env, self.config.split, tasks,
+                                   self.saved_rows(tasks), self.reference(),
+                                   self.config.step_limit)
         report.write(results, self.config.output_dir)
         if self.lost:
             raise EndpointFailed(self.lost, "episode(s)", " and their rows were not written")
         return results
+
+    def saved_rows(self, tasks: list[Task]) -> list[dict[str, Any]]:
+        """The rows of every configured agent with a complete result on exactly ``tasks`` (from
+        this or earlier runs). A row saved for another task list is left out, with a note:
+        rows are compared only on the same tasks."""
+        rows = []
+        for agent in self.config.agents:
+            path = self._folder(agent) / "row.json"
+            if not path.exists():
+                continue
+            row = json.loads(path.read_text())
+            if row["tasks"] != [t.id for t in tasks]:
+                self.console.print(f"[yellow]row {agent.name!r} left out:[/] it was run on "
+                                   f"{len(row['tasks'])} other tasks; rerun it with --only "
+                                   f"{agent.name!r} to compare it on these")
+                continue
+            rows.append(row)
+        return rows
+
+    def reference(self) -> str | None:
+        names = [a.name for a in self.config.agents]
+        return self.config.reference or ("zero-shot" if "zero-shot" in names else None)
 
     def check_models(self, agents: list[AgentSpec]) -> None:
         """Fail before any episode if a local model file is missing (e.g. not trained yet)."""

@@ -8,6 +8,7 @@ the files we need straight out of the archive. Everything lands under ``LBI_HOME
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -28,6 +29,40 @@ log = logging.getLogger(__name__)
 def lbi_home() -> Path:
     """Root of everything the toolkit caches (models, converted databases, packages)."""
     return Path(os.environ.get("LBI_HOME", "~/.cache/lbi")).expanduser()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def external_data_dir() -> Path:
+    """Where data files that no package ships are looked up (``LBI_DATA_DIR``)."""
+    return Path(os.environ.get("LBI_DATA_DIR", lbi_home() / "external")).expanduser()
+
+
+_verified: dict[Path, str] = {}
+
+
+def external_file(relative: str, sha256: str, source: str) -> Path:
+    """A data file no package ships (e.g. the full Spider dev set), read by path from
+    ``LBI_DATA_DIR`` and pinned by its sha256; ``source`` says where a user gets it."""
+    path = external_data_dir() / relative
+    if not path.is_file():
+        raise AssetError(f"{relative} not found in {external_data_dir()}. Get it from {source} "
+                         f"(sha256 {sha256}), put it at {path}, or set LBI_DATA_DIR to the "
+                         "folder that holds it.")
+    stat = path.stat()
+    key = f"{stat.st_size}:{stat.st_mtime_ns}"
+    if _verified.get(path) != key:
+        if (actual := file_sha256(path)) != sha256:
+            raise AssetError(f"{path} has sha256 {actual}, expected {sha256}: not the pinned "
+                             f"file (get it from {source}).")
+        _verified[path] = key
+    return path
 
 
 def _normalized(name: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 import time
 from pathlib import Path
 from typing import Annotated
@@ -139,19 +138,29 @@ def serve(
 
 
 @app.command()
-def tasks(env: Annotated[str, typer.Option(help="environment name")] = "sql") -> None:
-    """List an environment's benchmark tasks."""
-    from lbi.envs import make_env
+def tasks(
+    env: Annotated[str, typer.Option(help="environment name")] = "sql",
+    split: Annotated[str, typer.Option(help="dev, test or all")] = "all",
+) -> None:
+    """List an environment's benchmark tasks of a split (in the split's seeded order)."""
+    from lbi.envs import make_env, splits
 
-    table = Table("id", "instruction", "args")
-    for t in make_env(env).benchmark_tasks():
-        table.add_row(t.id, t.instruction, json.dumps(t.env_args))
+    if split not in splits.SPLITS:
+        raise LbiError(f"unknown split {split!r}; one of: {', '.join(splits.SPLITS)}")
+    every = make_env(env).benchmark_tasks()
+    of = splits.assign_splits(every)
+    chosen = splits.select(every, split)  # type: ignore[arg-type]
+    table = Table("id", "split", "difficulty", "instruction", "args",
+                  title=f"{env}: {len(chosen)} tasks ({split})")
+    for t in chosen:
+        table.add_row(t.id, of[t.id], t.difficulty or "", t.instruction, json.dumps(t.env_args))
     console.print(table)
 
 
 @app.command()
 def run(
     task: Annotated[str, typer.Option(help="benchmark task id, 'all', or a free-text instruction")],
+    split: Annotated[str, typer.Option(help="with --task all: dev, test or all")] = "all",
     env: Annotated[str, typer.Option(help="environment name (see `lbi envs`)")] = "sql",
     model: Annotated[str, typer.Option(help="litellm model string or local/<name>")] = (
         "local/qwen2.5-coder-0.5b"),
@@ -178,13 +187,15 @@ def run(
     from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig
     from lbi.agent.loop import Agent, AgentConfig
     from lbi.config import parse_overrides
-    from lbi.envs import make_env
+    from lbi.envs import make_env, splits
     from lbi.types import Task, content_id
 
     environment = make_env(env)
     benchmark = {t.id: t for t in environment.benchmark_tasks()}
     if task == "all":
-        chosen = list(benchmark.values())
+        if split not in splits.SPLITS:
+            raise LbiError(f"unknown split {split!r}; one of: {', '.join(splits.SPLITS)}")
+        chosen = splits.select(list(benchmark.values()), split)  # type: ignore[arg-type]
     elif task in benchmark:
         chosen = [benchmark[task]]
     else:
@@ -296,10 +307,18 @@ def eval_(
     cfg = load_eval_config(config, parse_overrides(set_))
     results = Evaluation(cfg, console).run(only)
     table = Table(*(h for h, _, _ in COLUMNS),
-                  title=f"lbi eval — {cfg.env}, {len(results['tasks'])} held-out tasks")
+                  title=f"lbi eval — {cfg.env}, split {results['split']}: "
+                        f"{len(results['tasks'])} tasks, reference row {results['reference']!r}")
     for row in results["agents"]:
         table.add_row(*(fmt.format(row[key]) for _, key, fmt in COLUMNS))
     console.print(table)
+    labels = sorted({label for row in results["agents"] for label in row["by_difficulty"]})
+    if labels:
+        by = Table("agent", *labels, title="success by difficulty [95% CI]")
+        for row in results["agents"]:
+            by.add_row(row["name"], *(row["by_difficulty"].get(label, {}).get("text", "—")
+                                      for label in labels))
+        console.print(by)
     out = cfg.output_dir
     console.print(f"[green]✓[/] {out / 'results.json'}, {out / 'results.md'}, "
                   f"{out / 'results.png'}; episodes in {out / 'episodes'}")
@@ -315,20 +334,12 @@ def _print_step(step, observation: str) -> None:
 
 
 def _summary(results: list, budget, wall: float, run_dir: Path) -> None:
-    scored = [t for t in results if t.reward is not None]
-    success = sum(t.reward for t in scored)
-    gen_s = sum(s.llm.latency_s for t in results for s in t.steps if s.llm and not s.llm.cache_hit)
-    out_tok = sum(s.llm.output_tokens for t in results for s in t.steps
-                  if s.llm and not s.llm.cache_hit)
-    summary = {
-        "episodes": len(results), "scored": len(scored), "success": success,
-        "success_rate": success / len(scored) if scored else None,
-        "mean_steps": statistics.mean(len(t.steps) for t in results) if results else 0,
-        "terminations": {k: sum(t.termination == k for t in results)
-                         for k in ("stop", "step_limit", "time_limit", "error", "budget")},
-        "output_tokens_per_s": out_tok / gen_s if gen_s else None,
-        "wall_s": round(wall, 1), **budget.summary(),
-    }
+    from lbi.eval.report import metrics
+
+    m = metrics(results)
+    summary = {key: m[key] for key in ("episodes", "scored", "solved", "success_rate",
+                                       "success_text", "mean_steps", "terminations")}
+    summary |= {"wall_s": round(wall, 1), **budget.summary()}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     table = Table("metric", "value", title=f"summary ({run_dir / 'summary.json'})")
     for k, v in summary.items():

@@ -48,6 +48,12 @@ class Task(BaseModel):
     """Environment-specific set-up, e.g. ``{"db": "pets_1"}`` for SQL."""
     gold: str | None = None
     """Reference solution (e.g. a gold SQL query), when known. Never shown to the agent."""
+    alternative_golds: list[str] = Field(default_factory=list)
+    """Other reference solutions (InterCode-ALFA has two per task): an answer that matches any
+    gold is right."""
+    difficulty: str | None = None
+    """The benchmark's difficulty label (Spider hardness, InterCode-ALFA difficulty), kept for
+    stratified splits and per-difficulty results."""
 
 
 class LLMCall(BaseModel):

@@ -54,6 +54,13 @@ def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, i
         f"committee; {counts['distill_contaminated']} dropped by decontamination.",
         f"- `sft` ({counts['sft']} rows): step-level action prediction as chat `messages` "
         "(system, user, assistant), in the same prompt the agent uses at inference.", "",
+        "## Decontamination", "",
+        "Generated tasks and examples were checked against every benchmark task of the "
+        "environment, both splits ("
+        + ", ".join(f"{n} {split}" for split, n in stats.get("decontaminated_against",
+                                                            {}).items())
+        + "): an instruction equal to one, or sharing most of its word n-grams with one, and an "
+        "example containing a gold action were dropped.", "",
         "## Credentials", "",
         "Observations are scanned for credentials (values of the generating process's "
         "secret-looking environment variables and common API-key formats) as they are "

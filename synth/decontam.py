@@ -42,7 +42,8 @@ class Decontaminator:
         self._exact = {" ".join(_words(t.instruction)) for t in self.eval_tasks}
         self._grams = set().union(*(_ngrams(_words(t.instruction), self.ngram)
                                     for t in self.eval_tasks)) if self.eval_tasks else set()
-        self._gold = {normalize_action(t.gold) for t in self.eval_tasks if t.gold}
+        self._gold = {normalize_action(gold) for t in self.eval_tasks
+                      for gold in [t.gold, *t.alternative_golds] if gold}
 
     def instruction_reason(self, instruction: str) -> str | None:
         """Why an instruction is contaminated, or None."""

@@ -20,9 +20,17 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig, default_concurrency
+from lbi.agent.llm import (
+    FAILURE_STREAK,
+    LLM,
+    Budget,
+    LLMCallFailed,
+    LLMConfig,
+    RequestRejected,
+    default_concurrency,
+)
 from lbi.agent.loop import Agent, AgentConfig, ChatModel
-from lbi.envs import get_env_info
+from lbi.envs import get_env_info, splits
 from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
 from lbi.errors import BudgetExceeded, ConfigError
 from lbi.io import lock_dir
@@ -40,7 +48,6 @@ T = TypeVar("T")
 
 STAGES = ("docs", "taskgen", "rollouts", "backward", "filter", "export")
 """In order; each resumes from the stores of the ones before it."""
-FAILURE_STREAK = 5
 """Failed model calls in a row (each after its retries) after which a run stops."""
 
 
@@ -70,6 +77,8 @@ class Synthesis:
         self.stopped_by: str | None = None
         """Why the run stopped early (a budget, a failing endpoint), if it did."""
         self.lost: dict[str, int] = {}
+        self.rejected: dict[str, int] = {}
+        """Items per stage whose model request was refused (e.g. too long): skipped, counted."""
         """Items per stage left unfinished because their model call failed (retried on the
         next run); a run with any is incomplete and exports nothing."""
         self.started = time.perf_counter()
@@ -90,8 +99,10 @@ class Synthesis:
         When a budget runs out, no new item starts (in this or a later stage); what finished is
         kept and the later stages still collect and export it. An item whose model call failed
         (LLMCallFailed: the endpoint, after its retries) stores nothing and is counted in
-        ``self.lost``; after several in a row the endpoint is taken to be down and the run stops
-        starting items. Ctrl-C cancels the queue at once (items in flight finish and are kept).
+        ``self.lost``; one whose request was refused (RequestRejected, e.g. too long for the
+        context) is skipped and counted in ``self.rejected``. After several failures in a row the
+        cause is taken to be run-level and the run stops starting items. Ctrl-C cancels the
+        queue at once (items in flight finish and are kept).
         """
         if not items or self.stopped_by:
             return
@@ -114,8 +125,10 @@ class Synthesis:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         error = future.exception()
-                        if isinstance(error, LLMCallFailed):
-                            self.lost[description] = self.lost.get(description, 0) + 1
+                        if isinstance(error, LLMCallFailed | RequestRejected):
+                            failures = self.lost if isinstance(error, LLMCallFailed) else (
+                                self.rejected)
+                            failures[description] = failures.get(description, 0) + 1
                             streak += 1
                             if streak >= FAILURE_STREAK:
                                 self.stopped_by = (f"the model endpoint failed {streak} calls "
@@ -311,7 +324,11 @@ class Synthesis:
         try:
             if until not in ("docs", "taskgen"):
                 check_infrastructure(self.env())
-            eval_tasks = self.env().benchmark_tasks()
+            eval_tasks = self.env().benchmark_tasks()  # both splits: dev and test
+            split_of = splits.assign_splits(eval_tasks)
+            self.stats["decontaminated_against"] = {
+                "dev": sum(s == "dev" for s in split_of.values()),
+                "test": sum(s == "test" for s in split_of.values())}
             decontam = Decontaminator(eval_tasks, self.config.decontam.ngram,
                                       self.config.decontam.max_overlap)
             docs = self.documents()
@@ -337,6 +354,7 @@ class Synthesis:
         finally:
             self.stats.setdefault("stopped_by_budget", self.stopped_by)
             self.stats["lost_to_endpoint_failures"] = dict(self.lost)
+            self.stats["requests_rejected"] = dict(self.rejected)
             self.stats["wall_s"] = round(time.perf_counter() - self.started, 1)
             write_json(self.out / "stats.json", self.stats)
             self._envs.close()

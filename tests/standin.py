@@ -34,9 +34,12 @@ def answer(body: dict[str, Any]) -> str:
 class StandIn:
     """``with StandIn() as server:``; ``server.url`` is the ``api_base``. ``fail(mode, n)``
     makes the next ``n`` requests fail (``n=None``: until ``recover()``); modes: ``429``,
-    ``500``, ``hang``, ``malformed``."""
+    ``500``, ``hang``, ``malformed``. ``too_long_if``: requests containing that text are
+    refused with llama-server's context-size error (HTTP 400)."""
 
-    def __init__(self, hang_s: float = 30.0) -> None:
+    def __init__(self, hang_s: float = 30.0, too_long_if: str | None = None) -> None:
+        self.too_long_if = too_long_if
+        """Requests whose messages contain this text are refused as over the context size."""
         self.requests = 0
         self.failed = 0
         self.hang_s = hang_s
@@ -52,6 +55,13 @@ class StandIn:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 mode = server._next_mode()
+                prompt = "\n".join(str(m.get("content")) for m in body["messages"])
+                if server.too_long_if and server.too_long_if in prompt:
+                    self._send(400, {"error": {  # llama-server's answer
+                        "code": 400, "type": "exceed_context_size_error",
+                        "message": "the request exceeds the available context size, try "
+                                   "increasing it"}})
+                    return
                 if mode == "hang":
                     time.sleep(server.hang_s)
                     return

@@ -32,16 +32,19 @@ def test_models_lists_the_embedded_models():
         assert f"local/{name}" in out.stdout
 
 
-def test_tasks_lists_the_23_spider_questions():
-    out = lbi("tasks", "--env", "sql")
-    assert out.returncode == 0 and out.stdout.count("spider-") == 23
+def test_tasks_lists_a_split_of_the_spider_questions():
+    out = lbi("tasks", "--env", "sql", "--split", "test")
+    assert out.returncode == 0 and "447 tasks (test)" in out.stdout
+    assert out.stdout.count("│ test ") == 447 and "│ dev " not in out.stdout
+    bad = lbi("tasks", "--env", "sql", "--split", "train")
+    assert bad.returncode == 1 and "unknown split 'train'" in bad.stdout
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--task", "spider-01", "--model", "local/gpt-17"], "unknown local model"),
-    (["run", "--task", "spider-01", "--model", "no-such-model-xyz"], "unknown model"),
-    (["run", "--task", "spider-01", "--env", "nowhere"], "unknown environment"),
-    (["run", "--task", "spider-01", "--model", "anthropic/claude-3-5-sonnet-20241022"],
+    (["run", "--task", "spider-1017", "--model", "local/gpt-17"], "unknown local model"),
+    (["run", "--task", "spider-1017", "--model", "no-such-model-xyz"], "unknown model"),
+    (["run", "--task", "spider-1017", "--env", "nowhere"], "unknown environment"),
+    (["run", "--task", "spider-1017", "--model", "anthropic/claude-3-5-sonnet-20241022"],
      "ANTHROPIC_API_KEY"),
     (["models", "pull", "gpt-17"], "unknown embedded model"),
     (["eval", "--config", "no/such/eval.yaml"], "config file not found"),
@@ -62,7 +65,7 @@ def test_tasks_lists_the_23_spider_questions():
      "max_concurrency"),
     (["run", "--task", "x", "--db", "no_such_db", "--model", "openai/m", "--api-base",
       "http://127.0.0.1:9/v1", "--max-retries", "0"], "episode(s) failed"),
-    (["run", "--task", "spider-01", "--max-retries", "-1"], "max_retries"),
+    (["run", "--task", "spider-1017", "--max-retries", "-1"], "max_retries"),
 ])
 def test_user_errors_are_one_clear_line_not_a_traceback(args, message):
     out = lbi(*args, env={"ANTHROPIC_API_KEY": None})

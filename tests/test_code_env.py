@@ -29,7 +29,7 @@ def tasks(env):
 def test_benchmark_has_bug_tasks_from_three_packages_and_humaneval(tasks):
     bug_tasks = [t for t in tasks.values() if "bug" in t.env_args]
     assert {t.id.split("-")[0] for t in bug_tasks} == {"toolz", "boltons", "tabulate"}
-    assert len(bug_tasks) == 12 and len(tasks) == 24
+    assert len(bug_tasks) == 12 and len(tasks) == 12 + 164
     for task in bug_tasks:  # the issue names failing tests, never the change itself
         assert "Failing tests:" in task.instruction and "→" not in task.instruction
 
@@ -61,13 +61,25 @@ def test_the_bug_is_caught_by_the_recorded_tests():
     assert run_tests(package, {bug.file: buggy}).failing_tests == bug.failing_tests
 
 
-def test_humaneval_reference_solutions_pass_and_stubs_fail(env, tasks):
-    for task in (t for t in tasks.values() if "humaneval" in t.env_args):
-        observation = env.reset(task)
+def test_every_humaneval_reference_passes_and_every_stub_fails():
+    from lbi.envs.code.env import HUMANEVAL_STUB
+    from lbi.envs.code.runner import run_humaneval
+
+    problems = sources.humaneval_problems()
+    assert len(problems) == 164
+    for task_id, problem in problems.items():
+        assert run_humaneval(problem, problem["prompt"] + problem["canonical_solution"]).passed, (
+            task_id)
+        assert not run_humaneval(problem, problem["prompt"] + HUMANEVAL_STUB).passed, task_id
+
+
+def test_humaneval_episodes_score_the_edited_solution(env, tasks):
+    for task_id in ["humaneval-0", "humaneval-81", "humaneval-163"]:
+        observation = env.reset(tasks[task_id])
         assert "solution.py" in observation
         assert env.evaluate() == 0.0  # the stub raises NotImplementedError
-        env.step(task.gold)
-        assert env.evaluate() == 1.0, task.id
+        env.step(tasks[task_id].gold)
+        assert env.evaluate() == 1.0, task_id
 
 
 def test_shell_and_python_work_in_the_checkout(env):

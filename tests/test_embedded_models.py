@@ -40,13 +40,13 @@ def test_grammar_forces_the_agent_format_even_on_a_tiny_model(llm_cache):
 
 def test_lbi_run_completes_a_spider_episode_with_qwen_0_5b(tmp_path):
     out = subprocess.run(
-        ["lbi", "run", "--env", "sql", "--task", "spider-01", "--model",
+        ["lbi", "run", "--env", "sql", "--task", "spider-1017", "--model",
          "local/qwen2.5-coder-0.5b", "--step-limit", "3", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
         env={**__import__("os").environ, "LBI_CACHE_DIR": str(tmp_path / "cache")},
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    traj = json.loads((tmp_path / "sql/local_qwen2.5-coder-0.5b/spider-01.json").read_text())
+    traj = json.loads((tmp_path / "sql/local_qwen2.5-coder-0.5b/spider-1017.json").read_text())
     assert traj["termination"] in {"stop", "step_limit"} and 1 <= len(traj["steps"]) <= 3
     assert traj["reward"] in {0.0, 1.0}
     first = traj["steps"][0]
@@ -85,7 +85,7 @@ def test_lbi_eval_with_agentic_retrieval_on_a_real_model(tmp_path, sql_examples)
     rows = [export.example_row(e) for e in sql_examples]
     export.save_dataset(export.build_dataset([], rows, rows[:1], []), "card", tmp_path / "ds")
     config = {"env": "sql", "output_dir": str(tmp_path / "eval"), "dataset": str(tmp_path / "ds"),
-              "tasks": ["spider-01"], "step_limit": 1,
+              "split": "dev", "tasks": ["spider-1017"], "step_limit": 1,
               "model": {"model": "local/smollm2-135m", "max_tokens": 64},
               "agents": [{"name": "zero-shot"},
                          {"name": "LbI-ICL", "retrieval": {"corpus": "examples", "m1": 2,
@@ -98,7 +98,7 @@ def test_lbi_eval_with_agentic_retrieval_on_a_real_model(tmp_path, sql_examples)
     assert out.returncode == 0, out.stdout + out.stderr
     results = json.loads((tmp_path / "eval/results.json").read_text())
     assert [r["name"] for r in results["agents"]] == ["zero-shot", "LbI-ICL"]
-    icl = json.loads((tmp_path / "eval/episodes/LbI-ICL/spider-01.json").read_text())
+    icl = json.loads((tmp_path / "eval/episodes/LbI-ICL/spider-1017.json").read_text())
     step = icl["steps"][0]
     assert step["retrieval"]["ids"] and 0 < step["retrieval"]["tokens"] <= 600
     assert step["retrieval"]["llm"]["output_tokens"] > 0  # the model wrote a query

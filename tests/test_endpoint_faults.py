@@ -146,7 +146,8 @@ def test_a_failed_rollout_is_no_trajectory_and_a_failed_committee_call_no_vote(s
 
 def test_an_evaluation_episode_lost_to_the_endpoint_is_rerun(server, tmp_path):
     config = EvalConfig.model_validate({
-        "env": "sql", "output_dir": str(tmp_path / "eval"), "tasks": ["spider-01", "spider-02"],
+        "env": "sql", "output_dir": str(tmp_path / "eval"), "split": "all",
+        "tasks": ["spider-1017", "spider-0396"],
         "step_limit": 2, "model": role("agent", server.url, max_retries=0),
         "agents": [{"name": "zero-shot"}]})
     server.fail("500", 1)  # the first request of the first episode fails
@@ -156,3 +157,36 @@ def test_an_evaluation_episode_lost_to_the_endpoint_is_rerun(server, tmp_path):
     results = Evaluation(config).run()
     assert [row["name"] for row in results["agents"]] == ["zero-shot"]
     assert results["agents"][0]["episodes"] == 2
+
+
+def test_an_episode_whose_request_is_refused_is_an_error_and_the_evaluation_goes_on(tmp_path):
+    overflowing = "Find the major and age of students who do not have a cat pet"  # spider-0396
+    with StandIn(too_long_if=overflowing) as server:
+        config = EvalConfig.model_validate({
+            "env": "sql", "output_dir": str(tmp_path / "eval"), "split": "all",
+            "tasks": ["spider-1017", "spider-0396"], "step_limit": 2,
+            "model": role("agent", server.url), "agents": [{"name": "zero-shot"}]})
+        results = Evaluation(config).run()
+    row = results["agents"][0]
+    assert row["episodes"] == 2 and row["errors"] == 1 and row["error_tasks"] == ["spider-0396"]
+    refused = json.loads((tmp_path / "eval/episodes/zero-shot/spider-0396.json").read_text())
+    assert refused["termination"] == "error"
+    assert refused["error"].startswith("RequestRejected:") and "context size" in refused["error"]
+    fine = json.loads((tmp_path / "eval/episodes/zero-shot/spider-1017.json").read_text())
+    assert fine["termination"] == "step_limit" and fine["error"] is None
+
+
+def test_a_refused_synthesis_request_skips_its_item_and_the_run_goes_on(tmp_path):
+    config = SynthConfig.model_validate(_synth_config(tmp_path, "http://127.0.0.1:9"))
+    Synthesis(config).run(until="docs")
+    lines = (config.output_dir / "docs.jsonl").read_text().splitlines()
+    docs = [json.loads(line) for line in lines]
+    too_long = docs[0]["text"][:200]  # the task-generation request for this document overflows
+    with StandIn(too_long_if=too_long) as server:
+        config = SynthConfig.model_validate(_synth_config(tmp_path, server.url))
+        synthesis = Synthesis(config)
+        dataset = synthesis.run()
+    assert dataset is not None and synthesis.rejected == {"tasks from docs": 1}
+    stats = json.loads((config.output_dir / "stats.json").read_text())
+    assert stats["requests_rejected"] == {"tasks from docs": 1}
+    assert not stats["lost_to_endpoint_failures"]

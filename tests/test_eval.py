@@ -18,18 +18,18 @@ from lbi.eval.harness import Evaluation
 from lbi.synth import export
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = ["spider-01", "spider-03"]
-# Not the gold text of spider-01, but the same answer (dogs raised by female students).
+TASKS = ["spider-1017", "spider-0999"]
+# Not the gold text of spider-1017, but the same answer (dogs raised by female students).
 EQUIVALENT = ("submit SELECT count(*) FROM pets WHERE pettype = 'dog' AND petid IN (SELECT petid "
               "FROM has_pet WHERE stuid IN (SELECT stuid FROM student WHERE sex = 'F'))")
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, sql_examples) -> Path:
-    """A dataset folder as `lbi synth` writes it: the shared examples, one that solves spider-01
-    another way, and one that copies spider-01's gold query (to be decontaminated)."""
+    """A dataset folder as `lbi synth` writes it: the shared examples, one that solves spider-1017
+    another way, and one that copies spider-1017's gold query (to be decontaminated)."""
     env = make_env("sql")
-    gold = next(t for t in env.benchmark_tasks() if t.id == "spider-01").gold
+    gold = next(t for t in env.benchmark_tasks() if t.id == "spider-1017").gold
     try:
         examples = [*sql_examples,
                     executed_example("Count the dogs kept by girls.", "pets_1", [EQUIVALENT], env),
@@ -57,7 +57,7 @@ def copy_first_example(messages: list[dict]) -> str:
 def _config(tmp_path: Path, dataset: Path, **retrieval) -> EvalConfig:
     return EvalConfig.model_validate({
         "env": "sql", "output_dir": str(tmp_path / "eval"), "dataset": str(dataset),
-        "tasks": TASKS, "step_limit": 2, "concurrency": 2, "agents": [
+        "split": "dev", "tasks": TASKS, "step_limit": 2, "concurrency": 2, "agents": [
             {"name": "zero-shot"},
             {"name": "LbI-ICL", "retrieval": {"corpus": "examples", "m1": 1, "m2": 1,
                                               **retrieval}},
@@ -78,12 +78,12 @@ def test_every_configuration_runs_reports_and_resumes_without_new_calls(tmp_path
     rows = {r["name"]: r for r in results["agents"]}
     assert [r["name"] for r in results["agents"]] == ["zero-shot", "LbI-ICL", "data-distill"]
     assert rows["zero-shot"]["solved"] == 0 and rows["zero-shot"]["retrieved_per_step"] is None
-    # The example written another way solves spider-01; the copy of its gold was dropped.
-    assert rows["LbI-ICL"]["solved_tasks"] == ["spider-01"]
+    # The example written another way solves spider-1017; the copy of its gold was dropped.
+    assert rows["LbI-ICL"]["solved_tasks"] == ["spider-1017"]
     assert rows["LbI-ICL"]["decontaminated"] == 1 and rows["LbI-ICL"]["corpus_size"] == 6
     assert rows["data-distill"]["corpus_size"] == 1 and rows["data-distill"]["solved"] == 0
     # LLM usage per episode includes the query-writing calls (one per step).
-    icl = json.loads((tmp_path / "eval/episodes/LbI-ICL/spider-01.json").read_text())
+    icl = json.loads((tmp_path / "eval/episodes/LbI-ICL/spider-1017.json").read_text())
     step = icl["steps"][0]
     assert step["retrieval"]["query"] == "count dogs of female students"
     assert 1 <= len(step["retrieval"]["ids"]) <= 2
@@ -93,7 +93,8 @@ def test_every_configuration_runs_reports_and_resumes_without_new_calls(tmp_path
         for p in (tmp_path / "eval/episodes/LbI-ICL").glob("spider-*.json"))
 
     table = (tmp_path / "eval/results.md").read_text()
-    assert table.count("\n") == 2 + 3 and "| LbI-ICL | 50.0% (1/2) |" in table
+    assert "| LbI-ICL | 50.0% [9.5, 90.5] (1/2) | +50.0 pts [" in table
+    assert "| agent | extra | hard |" in table and "| LbI-ICL | 0.0% [0.0, 79.3] (0/1) |" in table
     assert (tmp_path / "eval/results.png").read_bytes()[:4] == b"\x89PNG"
     assert (dataset / "index/examples-all-MiniLM-L6-v2/meta.json").exists()
 
@@ -106,7 +107,7 @@ def test_every_configuration_runs_reports_and_resumes_without_new_calls(tmp_path
 def test_only_runs_the_named_agent_and_keeps_the_other_rows(tmp_path, dataset):
     config = _config(tmp_path, dataset)
     Evaluation(config, make_model=lambda c, b: ScriptedLLM(copy_first_example, budget=b)).run()
-    (tmp_path / "eval/episodes/zero-shot/spider-03.json").unlink()
+    (tmp_path / "eval/episodes/zero-shot/spider-0999.json").unlink()
     ran: list[str] = []
 
     def make_model(config, budget):
@@ -145,7 +146,7 @@ def test_config_errors_name_the_problem(tmp_path, dataset):
         EvalConfig.model_validate({"env": "sql", "output_dir": "o",
                                    "agents": [{"name": "a"}, {"name": "a"}]})
     config = _config(tmp_path, dataset).model_copy(update={"tasks": ["spider-99"]})
-    with pytest.raises(ConfigError, match="unknown task ids"):
+    with pytest.raises(ConfigError, match="not in the 'dev' split"):
         Evaluation(config, make_model=lambda c, b: ScriptedLLM([])).run()
     missing = _config(tmp_path, tmp_path / "no-dataset")
     with pytest.raises(ConfigError, match="no `examples` config"):
@@ -155,7 +156,8 @@ def test_config_errors_name_the_problem(tmp_path, dataset):
 def test_a_fine_tuned_row_whose_model_file_is_missing_stops_before_any_episode(tmp_path,
                                                                                 dataset):
     config = EvalConfig.model_validate({
-        "env": "sql", "output_dir": str(tmp_path / "eval"), "tasks": TASKS, "agents": [
+        "env": "sql", "output_dir": str(tmp_path / "eval"), "split": "dev", "tasks": TASKS,
+        "agents": [
             {"name": "zero-shot"},
             {"name": "fine-tuned", "model": {"model": f"local/{tmp_path}/untrained.gguf"}}]})
     ran: list[str] = []

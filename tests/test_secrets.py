@@ -77,7 +77,8 @@ def test_eval_outputs_hide_headers_url_passwords_and_keys(fake_keys, tmp_path):
     with StandIn() as server:
         url = server.url.replace("http://", "http://user:hunter2password@")
         config = EvalConfig.model_validate({
-            "env": "sql", "output_dir": str(tmp_path / "eval"), "tasks": ["spider-01"],
+            "env": "sql", "output_dir": str(tmp_path / "eval"), "split": "dev",
+            "tasks": ["spider-1017"],
             "step_limit": 1,
             "model": role("agent", url, extra={"extra_headers": {
                 "Authorization": secret_header, "X-Api-Key": FAKE["OPENAI_API_KEY"]}}),

@@ -112,3 +112,20 @@ def test_a_missing_server_binary_is_one_clear_error(monkeypatch):
 
 def test_free_cores_is_between_one_and_the_affinity_mask():
     assert 1 <= server.free_cores(0.05) <= len(os.sched_getaffinity(0))
+
+
+def test_a_client_whose_server_went_away_starts_a_new_one_on_retry(home, monkeypatch):
+    from lbi.agent import llm as llm_module
+
+    monkeypatch.setattr(server, "default_threads", lambda: 1)
+    monkeypatch.setattr(llm_module, "_HEALTH_TTL_S", 3600.0)  # the URL is trusted, not re-checked
+    llm = LLM(LLMConfig(model=MODEL, slots=2, n_ctx=2048, max_tokens=4, cache=False,
+                        max_retries=1, retry_backoff_s=0.1))
+    messages = [{"role": "user", "content": "Say hello."}]
+    llm.complete(messages)
+    first = server.running_state(home)
+    assert server.stop_server(home)  # stopped (e.g. `lbi serve --stop`) between two requests
+    llm.complete(messages)  # the failed request marks the server unseen; the retry starts one
+    second = server.running_state(home)
+    assert second and second["supervisor_pid"] != first["supervisor_pid"]
+    assert llm.budget.retries == 1

@@ -1,4 +1,4 @@
-"""The shell environment on the real InterCode-Bash testbed in a real bubblewrap sandbox."""
+"""The shell environment on the real InterCode-ALFA file systems in a real bubblewrap sandbox."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from lbi.envs import make_env
 from lbi.envs.sandbox import command_failed
-from lbi.envs.shell.testbed import FIXES, dropped_tasks
+from lbi.envs.shell import testbed
 from lbi.types import Task
 
 
@@ -19,40 +19,50 @@ def env():
     environment.close()
 
 
+KEPT = 205  # of 300; see test_the_alfa_tasks_kept_and_dropped
+
+
 def user_task(text: str = "look around") -> Task:
     return Task(id="u", env="shell", instruction=text, origin="user")
 
 
-def test_every_kept_gold_command_reaches_reward_1(env):
+def test_every_kept_gold_scores_1_and_doing_nothing_scores_0(env):
     tasks = env.benchmark_tasks()
-    assert len(tasks) == 19
-    for task in tasks:
-        env.reset(task)
-        env.step(task.gold)
-        assert env.step("submit") == ("Answer submitted. Episode finished.", True)
-        assert env.evaluate() == 1.0, task.id
+    for k, task in enumerate(tasks):
+        for gold in [task.gold, *task.alternative_golds]:
+            env.reset(task)
+            env.step(gold)
+            assert env.step("submit") == ("Answer submitted. Episode finished.", True)
+            assert env.evaluate() == 1.0, (task.id, gold)
+        if k % 5 == 0:  # a sample: an answer with no output and no change is wrong
+            env.reset(task)
+            env.step("true")
+            assert env.evaluate() == 0.0, task.id
 
 
-def test_broken_upstream_golds_are_dropped_or_fixed(env):
-    dropped = dropped_tasks(env.config.limits)
-    assert set(dropped) == {"bash-05", "bash-06", "bash-08", "bash-19", "bash-24"}
-    assert "any answer would pass" in dropped["bash-08"]  # no PNG files on the testbed
-    kept = {t.id: t for t in env.benchmark_tasks()}
-    assert kept["bash-02"].gold == FIXES[2].gold and "\\;" in kept["bash-02"].gold
-    assert "/total_size.txt" in kept["bash-07"].instruction
+def test_the_alfa_tasks_kept_and_dropped(env):
+    tasks = env.benchmark_tasks()
+    dropped = testbed.dropped_tasks()
+    assert len(tasks) + len(dropped) == 300
+    assert len(tasks) == KEPT and {t.difficulty for t in tasks} == {"0", "1", "2"}
+    assert all(t.env_args["fs"] in testbed.FILE_SYSTEMS for t in tasks)
+    assert "reads host state (uname)" in dropped["alfa-4-001"]
+    assert "does not name the file" in dropped["alfa-5-003"]  # textfile1_reverse_sorted.txt
+    assert "alfa-1-017" not in dropped  # reads /setup_nl2b_fs_1.sh, as upstream's image has it
 
 
-def test_wrong_answers_score_0(env):
+def test_wrong_answers_score_0_and_either_gold_counts(env):
     tasks = {t.id: t for t in env.benchmark_tasks()}
-    env.reset(tasks["bash-01"])  # an output task: count the entries of /testbed
+    task = tasks["alfa-5-001"]  # count the files and folders under /testbed
+    env.reset(task)
     env.step("find /testbed -type f | wc -l")
     assert env.evaluate() == 0.0
-    env.reset(tasks["bash-04"])  # a file task: the right content under another name
-    env.step("sort -r /testbed/dir1/textfile1.txt > /testbed/dir1/other.txt")
+    task = tasks["alfa-5-006"]  # a file task: the total size of testbed/ in total_size.txt
+    env.reset(task)
+    env.step("du -sh testbed/ | awk '{print $1}' > other.txt")  # the right content elsewhere
     assert env.evaluate() == 0.0
-    env.reset(tasks["bash-04"])  # ... and the right file, checked afterwards with cat
-    env.step("sort -r /testbed/dir1/textfile1.txt > /testbed/dir1/textfile1_reverse_sorted.txt")
-    env.step("cat /testbed/dir1/textfile1_reverse_sorted.txt")
+    env.reset(task)
+    env.step("du -s testbed/ | cut -f1 > total_size.txt")  # the second gold's answer
     assert env.evaluate() == 1.0
     env.reset(user_task())
     assert env.evaluate() is None
@@ -60,7 +70,7 @@ def test_wrong_answers_score_0(env):
 
 def test_shell_state_persists_and_output_is_cut(env):
     observation = env.reset(user_task())
-    assert "/testbed contains: dir1 dir2 dir3" in observation
+    assert "$ ls /testbed\n" in observation and "dir1" in observation
     env.step("cd /testbed/dir1 && GREETING=hello")
     assert env.step("echo $GREETING; pwd")[0] == "hello\n/testbed/dir1"
     long = env.step("seq 1 10000")[0]
@@ -73,9 +83,14 @@ def test_episodes_are_isolated(env):
     env.reset(user_task())
     env.step("rm -rf /testbed/dir1 && echo x > /new.txt")
     env.reset(user_task())
-    assert env.step("ls /testbed; ls /new.txt")[0] == (
-        "dir1\ndir2\ndir3\nls: cannot access '/new.txt': No such file or directory\n"
-        "[exit code 2]")
+    assert env.step("ls -d /testbed/dir1; ls /new.txt")[0] == (
+        "/testbed/dir1\nls: cannot access '/new.txt': No such file or directory\n[exit code 2]")
+
+
+def test_each_file_system_is_its_own_episode(env):
+    system = Task(id="s", env="shell", instruction="?", origin="user", env_args={"fs": 2})
+    assert "$ ls /system" in env.reset(system)
+    assert env.step("ls -d /testbed")[0].endswith("[exit code 2]")
 
 
 def test_an_exit_restarts_the_shell(env):
@@ -90,8 +105,9 @@ def test_docs_are_man_pages_and_contexts_list_the_testbed(env):
     assert {"man find", "man grep", "man xargs"} <= titles
     find = next(d for d in docs if d.title == "man find")
     assert "search for files in a directory hierarchy" in find.text
-    (context,) = env.task_contexts()
-    assert "/testbed/dir1/subdir1/jsonfile1.json" in context.description
+    contexts = {c.env_args["fs"]: c for c in env.task_contexts()}
+    assert set(contexts) == {1, 2, 3, 5}  # file system 4 has no files of its own
+    assert "/system/folder1/text2.txt" in contexts[2].description
 
 
 def test_check_span_uses_the_last_command_status(env):

@@ -5,14 +5,20 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
+from collections import Counter
 
 import pytest
 
+from lbi.assets import external_file
 from lbi.envs import make_env
-from lbi.envs.sql import databases
+from lbi.envs.sql import benchmark, databases
 from lbi.envs.sql.databases import mysql_dump_to_sqlite
 from lbi.envs.sql.env import SQLConfig, SQLEnv, results_match
 from lbi.types import Task
+
+
+def _task(env, task_id: str) -> Task:
+    return next(t for t in env.benchmark_tasks() if t.id == task_id)
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +28,36 @@ def env():
     e.close()
 
 
-def test_all_databases_convert_and_all_gold_queries_run():
+def test_all_databases_convert():
     dbs = databases.build_databases()
     assert len(dbs) == 21 and "chinook" in dbs and "world_1" in dbs
-    tasks = databases.spider_gold_tasks()
-    assert len(tasks) == 23
-    for t in tasks:
-        conn = sqlite3.connect(dbs[t.env_args["db"]])
-        conn.execute(t.gold).fetchall()  # raises if the conversion broke a table the gold needs
     chinook = sqlite3.connect(dbs["chinook"])
     assert chinook.execute("SELECT count(*) FROM Track").fetchone() == (3503,)
     assert chinook.execute("SELECT count(*) FROM Invoice").fetchone() == (412,)
+
+
+def test_the_spider_dev_set_keeps_the_questions_whose_gold_can_tell_answers_apart():
+    tasks, dropped = benchmark.spider_dev()
+    assert len(tasks) == 895 and sum(dropped.values()) == 1034 - 895
+    assert dropped == {"database tables are empty": 62, "gold returns no rows": 47,
+                       "gold returns only 0/NULL": 30}
+    assert Counter(t.difficulty for t in tasks) == {"easy": 222, "medium": 375, "hard": 145,
+                                                   "extra": 153}
+    assert all(t.env_args["db"] != "wta_1" for t in tasks)
+
+
+def test_the_spider_dev_file_is_pinned_by_its_hash(tmp_path, monkeypatch):
+    from lbi.errors import AssetError
+
+    monkeypatch.setenv("LBI_DATA_DIR", str(tmp_path))
+    with pytest.raises(AssetError, match="princeton-nlp/intercode.*LBI_DATA_DIR"):
+        external_file(benchmark.SPIDER_DEV_FILE, benchmark.SPIDER_DEV_SHA256,
+                      benchmark.SPIDER_DEV_SOURCE)
+    (tmp_path / "intercode").mkdir()
+    (tmp_path / benchmark.SPIDER_DEV_FILE).write_text("[]")
+    with pytest.raises(AssetError, match="not the pinned file"):
+        external_file(benchmark.SPIDER_DEV_FILE, benchmark.SPIDER_DEV_SHA256,
+                      benchmark.SPIDER_DEV_SOURCE)
 
 
 def test_mysql_conversion_handles_escapes_keys_and_engine():
@@ -55,7 +80,7 @@ UNLOCK TABLES;
 
 
 def test_gold_query_reaches_reward_1_and_wrong_query_0(env):
-    task = env.benchmark_tasks()[1]  # count of dog pets raised by female students
+    task = _task(env, "spider-1017")  # count of dog pets raised by female students
     obs = env.reset(task)
     assert "Database: pets_1" in obs and "has_pet(StuID INT, PetID INT)" in obs
     obs, done = env.step(f"submit {task.gold}")
@@ -67,15 +92,18 @@ def test_gold_query_reaches_reward_1_and_wrong_query_0(env):
     assert done and env.evaluate() == 0.0
 
 
-def test_every_gold_task_scores_1_with_its_gold_query(env):
+def test_every_gold_scores_1_and_a_wrong_answer_0(env):
     for task in env.benchmark_tasks():
         env.reset(task)
         env.step(f"submit {task.gold}")
         assert env.evaluate() == 1.0, task.id
+        env.reset(task)
+        env.step("submit SELECT NULL")  # the answer a model that knows nothing gives
+        assert env.evaluate() == 0.0, task.id
 
 
 def test_a_failing_submit_submits_nothing(env):
-    task = env.benchmark_tasks()[1]
+    task = _task(env, "spider-1017")
     env.reset(task)
     obs, done = env.step("submit SELECT nope FROM pets")
     assert not done and obs.startswith("Error:") and "nothing was submitted" in obs

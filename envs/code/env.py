@@ -66,8 +66,8 @@ ACTION_SPACE = (
     "ACTION: grep -n 'def take' toolz/itertoolz.py"
 )
 HUMANEVAL_STUB = "    raise NotImplementedError\n"
-HUMANEVAL_BENCHMARK = [f"HumanEval/{n}" for n in (0, 2, 7, 12, 23, 28, 29, 34, 35, 45, 53, 55)]
-"""A fixed subset of HumanEval (short problems a small model can plausibly solve)."""
+HUMANEVAL_BENCHMARK = [f"HumanEval/{n}" for n in range(164)]
+"""All of HumanEval."""
 _SUBMIT = {"submit", "exit", "stop"}
 
 
@@ -170,16 +170,18 @@ class CodeEnv:
         return package_docs()
 
     def benchmark_tasks(self) -> list[Task]:
+        # The task family is the stratum of the dev/test split and of the results breakdown.
         tasks = [Task(id=b.id, env="code", instruction=b.issue, origin="benchmark",
-                      env_args={"bug": b.id}, gold=b.fix) for b in self.bug_tasks.values()]
+                      env_args={"bug": b.id}, gold=b.fix, difficulty="bug-fix")
+                 for b in self.bug_tasks.values()]
         for task_id in self.config.humaneval:
             problem = self._problem(task_id)
             tasks.append(Task(
                 id=task_id.replace("/", "-").lower(), env="code", origin="benchmark",
                 instruction=(f"Implement `{problem['entry_point']}` in /repo/solution.py as its "
                              "docstring describes."),
-                env_args={"humaneval": task_id},
-                gold=_humaneval_fix(problem)))
+                env_args={"humaneval": task_id}, gold=_humaneval_fix(problem),
+                difficulty="humaneval"))
         return tasks
 
     def task_contexts(self) -> list[TaskContext]:

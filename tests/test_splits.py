@@ -1,0 +1,42 @@
+"""Dev/test splits: disjoint, stratified by difficulty, independent of list order, and stable
+(the SQL split is pinned by a hash of its ids, so a change to the splitting is seen)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+
+from lbi.envs.splits import assign_splits, select
+from lbi.envs.sql.benchmark import spider_dev
+from lbi.types import Task
+
+
+def _tasks(n: int) -> list[Task]:
+    return [Task(id=f"t{k}", env="x", instruction=str(k), origin="benchmark",
+                 difficulty=["easy", "hard", None][k % 3]) for k in range(n)]
+
+
+def test_splits_are_disjoint_complete_stratified_and_order_independent():
+    tasks = _tasks(301)
+    dev, test = select(tasks, "dev"), select(tasks, "test")
+    assert not {t.id for t in dev} & {t.id for t in test}
+    assert len(dev) + len(test) == 301 and len(select(tasks, "all")) == 301
+    for label in ("easy", "hard", None):
+        stratum = [t for t in tasks if t.difficulty == label]
+        in_test = sum(t.difficulty == label for t in test)
+        assert abs(in_test - len(stratum) / 2) <= 0.5
+    shuffled = tasks[:]
+    random.Random(1).shuffle(shuffled)
+    assert [t.id for t in select(shuffled, "test")] == [t.id for t in test]
+    assert assign_splits(tasks, seed=1) != assign_splits(tasks, seed=0)
+
+
+def test_the_sql_test_split_is_stable():
+    tasks = list(spider_dev()[0])
+    test = select(tasks, "test")
+    assert len(test) == 447 and len(select(tasks, "dev")) == 448
+    ids = " ".join(sorted(t.id for t in test))
+    assert hashlib.sha256(ids.encode()).hexdigest()[:16] == "98c2c7825df0a57f"
+    assert Counter(t.difficulty for t in test) == {"easy": 111, "medium": 188, "hard": 72,
+                                                  "extra": 76}
