@@ -138,13 +138,14 @@ class Evaluation:
             row = json.loads(path.read_text())
             if row["tasks"] != [t.id for t in tasks]:
                 self.console.print(f"[yellow]row {agent.name!r} left out:[/] it was run on "
-                                   f"{len(row['tasks'])} other tasks; rerun it with --only "
-                                   f"{agent.name!r} to compare it on these")
+                                   f"another task list ({len(row['tasks'])} tasks); rerun it "
+                                   f"with --only {agent.name!r} to compare it on these")
                 continue
             rows.append(row)
         return rows
 
     def reference(self) -> str | None:
+        """The row the others are compared with: the configured one, else ``zero-shot``."""
         names = [a.name for a in self.config.agents]
         return self.config.reference or ("zero-shot" if "zero-shot" in names else None)
 

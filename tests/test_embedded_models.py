@@ -55,7 +55,7 @@ def test_lbi_run_completes_a_spider_episode_with_qwen_0_5b(tmp_path):
 
 
 @pytest.mark.parametrize(("env", "task", "first_observation"), [
-    ("shell", "bash-18", "A new bash shell is ready"),
+    ("shell", "alfa-5-006", "A new bash shell is ready"),
     ("code", "humaneval-0", "/repo/solution.py holds the function"),
     ("web", "click-button-1000", "Page goal: Click on the"),
 ])

@@ -182,3 +182,19 @@ def test_a_missing_dataset_stops_before_any_episode(tmp_path):
     with pytest.raises(ConfigError, match="no `examples` config in the dataset folder"):
         Evaluation(config, make_model=make_model).run()
     assert ran == [] and not (tmp_path / "eval" / "episodes").exists()
+
+
+def test_a_row_of_another_task_list_is_left_out_not_compared(tmp_path, dataset):
+    from rich.console import Console
+
+    def make_model(config, budget):
+        return ScriptedLLM(copy_first_example, budget=budget)
+
+    Evaluation(_config(tmp_path, dataset), make_model=make_model).run()
+    fewer = _config(tmp_path, dataset).model_copy(update={"tasks": TASKS[:1]})
+    console = Console(record=True, width=200)
+    results = Evaluation(fewer, console=console, make_model=make_model).run(only=["zero-shot"])
+    assert [r["name"] for r in results["agents"]] == ["zero-shot"]
+    assert results["tasks"] == TASKS[:1] and results["reference"] == "zero-shot"
+    assert "row 'LbI-ICL' left out: it was run on another task list (2 tasks)" in (
+        console.export_text())
