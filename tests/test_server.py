@@ -125,7 +125,7 @@ def test_a_client_whose_server_went_away_starts_a_new_one_on_retry(home, monkeyp
     llm.complete(messages)
     first = server.running_state(home)
     assert server.stop_server(home)  # stopped (e.g. `lbi serve --stop`) between two requests
-    llm.complete(messages)  # the failed request marks the server unseen; the retry starts one
-    second = server.running_state(home)
+    out = llm.complete(messages)  # the failed request marks the server unseen; the retry
+    second = server.running_state(home)  # starts a new one
     assert second and second["supervisor_pid"] != first["supervisor_pid"]
-    assert llm.budget.retries == 1
+    assert out.call.retries == 1

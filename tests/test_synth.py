@@ -299,9 +299,12 @@ def _mock_config(tmp_path: Path) -> Path:
 
 def _synth(config: Path, cache: Path) -> subprocess.Popen:
     env = {**os.environ, "OPENAI_API_KEY": "sk-mock", "LBI_CACHE_DIR": str(cache)}
+    # SIGINT as in a terminal, even when the tests themselves run in the background (where a
+    # shell starts them with SIGINT ignored, and Python then keeps ignoring it).
     return subprocess.Popen(["lbi", "synth", "--config", str(config)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _jsonl_ids(path: Path) -> list[str]:
