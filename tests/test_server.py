@@ -119,6 +119,7 @@ def test_a_client_whose_server_went_away_starts_a_new_one_on_retry(home, monkeyp
 
     monkeypatch.setattr(server, "default_threads", lambda: 1)
     monkeypatch.setattr(llm_module, "_HEALTH_TTL_S", 3600.0)  # the URL is trusted, not re-checked
+    monkeypatch.setattr(llm_module, "_endpoints", {})  # not an earlier test's server
     llm = LLM(LLMConfig(model=MODEL, slots=2, n_ctx=2048, max_tokens=4, cache=False,
                         max_retries=1, retry_backoff_s=0.1))
     messages = [{"role": "user", "content": "Say hello."}]
