@@ -47,12 +47,12 @@ ENVIRONMENTS: dict[str, EnvInfo] = {
     for e in [
         EnvInfo("sql", "SQLite: 20 Spider-dev databases + Chinook; 895 Spider dev questions",
                 "lbi.envs.sql:make_env", "lbi.envs.sql:missing_dependencies"),
-        EnvInfo("shell", "bash in a bubblewrap sandbox; InterCode-Bash testbed, 19 gold tasks",
+        EnvInfo("shell", "bash in a bubblewrap sandbox; 5 InterCode-ALFA file systems, 206 tasks",
                 "lbi.envs.shell:make_env", "lbi.envs.shell:missing_dependencies"),
         EnvInfo("code", "Python checkouts in bubblewrap: 12 injected bugs in toolz/boltons/"
-                "tabulate + 12 HumanEval problems", "lbi.envs.code:make_env",
+                "tabulate + 164 HumanEval problems", "lbi.envs.code:make_env",
                 "lbi.envs.code:missing_dependencies"),
-        EnvInfo("web", "MiniWoB++ in Chromium via BrowserGym; 12 tasks x 2 held-out seeds",
+        EnvInfo("web", "MiniWoB++ in Chromium via BrowserGym; 89 tasks x 3 held-out seeds",
                 "lbi.envs.web:make_env", "lbi.envs.web:missing_dependencies"),
         # the paper's benchmarks: adapters over their official harnesses (infrastructure needed)
         EnvInfo("swebench", "SWE-bench in its Docker images (swebench harness); needs Docker",

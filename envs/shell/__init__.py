@@ -1,4 +1,4 @@
-"""Shell environment (bash in bubblewrap over the InterCode-Bash testbed)."""
+"""Shell environment (bash in bubblewrap over the InterCode-ALFA file systems)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from lbi.envs.docs import DEFAULT_CHUNK_CHARS
 from lbi.errors import EnvError
 from lbi.types import Document, content_id
 
-# The commands of the InterCode-Bash gold answers, and the everyday ones around them.
+# Commands of the InterCode gold answers, and the everyday ones around them.
 COMMANDS = ["awk", "basename", "cat", "chmod", "cp", "cut", "date", "diff", "dirname", "du",
             "echo", "file", "find", "grep", "gzip", "head", "ln", "ls", "md5sum", "mkdir", "mv",
             "paste", "printf", "rm", "sed", "sha256sum", "sort", "stat", "tail", "tar", "tee",
