@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from typing import Literal
+from typing import Literal, get_args
 
+from lbi.errors import ConfigError
 from lbi.types import Task
 
 Split = Literal["dev", "test", "all"]
-SPLITS: tuple[str, ...] = ("dev", "test", "all")
+SPLITS: tuple[str, ...] = get_args(Split)
 SEED = 0
 TEST_FRACTION = 0.5
 
@@ -40,10 +41,10 @@ def assign_splits(tasks: list[Task], seed: int = SEED,
     return split
 
 
-def select(tasks: list[Task], split: Split, seed: int = SEED) -> list[Task]:
+def select(tasks: list[Task], split: str, seed: int = SEED) -> list[Task]:
     """The tasks of ``split`` ("all": every task), in the seeded hash order."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
+        raise ConfigError(f"unknown split {split!r}; one of: {', '.join(SPLITS)}")
     of = assign_splits(tasks, seed)
     chosen = [t for t in tasks if split == "all" or of[t.id] == split]
     return sorted(chosen, key=lambda t: _rank(t, seed))
