@@ -153,7 +153,9 @@ class Agent:
                     prompt = [*messages, {"role": "assistant", "content": completion.text},
                               {"role": "user", "content": str(exc)}]
                 continue
+            describe = getattr(self.env, "describe_action", None)
             return Step(observation=observation, action=action, reasoning=reasoning,
+                        target=describe(observation, action) if describe else None,
                         llm=_merge(calls), retrieval=retrieval)
         raise AssertionError("unreachable")
 

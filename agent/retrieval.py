@@ -58,7 +58,7 @@ def example_entry(example: Example, observation_chars: int = 400) -> Entry:
     lines = [f"### Example: {example.instruction}"]
     for k, step in enumerate(example.steps, start=1):
         lines += [f"Step {k} OBSERVATION: {cut_text(step.observation, observation_chars)}",
-                  f"Step {k} ACTION: {step.action}"]
+                  f"Step {k} ACTION: {step.described_action}"]
     return Entry(id=example.id, key=example.instruction,
                  observations=[s.observation for s in example.steps], text="\n".join(lines))
 

@@ -32,6 +32,9 @@ class Environment(Protocol):
     ``reset`` starts an episode from a clean, deterministic state and returns o0; ``step``
     applies one action and returns (observation, done). Actions run sandboxed: they cannot touch
     the host, and each has a time limit.
+
+    Optional: ``describe_action(observation, action) -> str | None`` names what an action acts
+    on in words (web: the element behind an id); the agent loop stores it as ``Step.target``.
     """
 
     name: str

@@ -281,6 +281,37 @@ def synth(
         console.print(f"[green]✓[/] pushed to {push(path, push_to_hub)}")
 
 
+@app.command()
+def audit(
+    config: Annotated[Path, typer.Option(help="the synthesis config of the run to audit")],
+    accepted: Annotated[int, typer.Option(help="accepted examples to sample")] = 50,
+    rejected: Annotated[int, typer.Option(help="committee-rejected examples to sample")] = 20,
+    seed: int = 0,
+) -> None:
+    """Sample a synthesis run for reading by hand; replay each example in the environment.
+
+    Writes <output_dir>/audit/sheet.md and labels.yaml; put a verdict (yes / partly / no: does
+    the instruction match what the trajectory does?) on each entry of labels.yaml and run the
+    same command again for the committee's precision against your labels (report.json).
+    """
+    from lbi.envs import make_env
+    from lbi.synth import audit as auditing
+    from lbi.synth.config import load_config
+
+    cfg = load_config(config)
+    items = auditing.sample(cfg.output_dir, accepted, rejected, seed)
+    if not items:
+        raise LbiError(f"no judged examples in {cfg.output_dir}: run lbi synth first")
+    env = make_env(cfg.env, **cfg.env_args)
+    try:
+        folder = auditing.write_sheet(cfg.output_dir, env, items)
+    finally:
+        env.close()
+    report = auditing.report(cfg.output_dir, items)
+    console.print_json(data=report)
+    console.print(f"[green]✓[/] {folder / 'sheet.md'}; verdicts go in {folder / 'labels.yaml'}")
+
+
 @app.command("eval")
 def eval_(
     config: Annotated[Path, typer.Option(help="evaluation config, e.g. configs/eval/sql.yaml")],

@@ -92,8 +92,17 @@ class Step(BaseModel):
     reasoning: str = ""
     screenshot: str | None = None
     """Path of a screenshot file that goes with the observation, if any."""
+    target: str | None = None
+    """What the action acted on, in words, where the environment can tell (web: the element's
+    line of the page, e.g. ``[12] button 'Submit'``). Element ids are only valid on the page
+    instance they came from; the description carries over to other pages."""
     llm: LLMCall | None = None
     retrieval: Retrieval | None = None
+
+    @property
+    def described_action(self) -> str:
+        """The action with its target, for readers outside the episode (examples, judges)."""
+        return f"{self.action}   # on {self.target}" if self.target else self.action
 
 
 Termination = Literal["stop", "step_limit", "time_limit", "error", "budget"]

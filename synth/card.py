@@ -16,6 +16,10 @@ from lbi.synth.export import CONFIGS
 SOURCE_LICENCES = {
     "sql": "Spider-dev databases and questions (CC BY-SA 4.0) via InterCode (MIT); Chinook (MIT); "
            "SQLite documentation (public domain).",
+    "shell": "InterCode-ALFA file systems (icalfa, MIT); Debian manual pages (each page's own "
+             "free licence, see /usr/share/doc/*/copyright).",
+    "web": "MiniWoB++ task pages (MIT) through BrowserGym (Apache-2.0).",
+    "code": "HumanEval (MIT); toolz and boltons sources and docs (BSD).",
 }
 
 
@@ -30,7 +34,7 @@ def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, i
         "license": "other",
         "tags": ["learn-by-interact", "agents", "synthetic", config.env],
         "configs": [{"config_name": name, "data_files": [{"split": "train",
-                                                          "path": f"{name}/train/*.arrow"}]}
+                                                          "path": f"{name}/train-*.parquet"}]}
                     for name in CONFIGS],
     }
     policy = HistoryPolicy()
@@ -87,7 +91,10 @@ def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, i
         "Backward construction, abstraction:", "```", prompts.ABSTRACTION, "```",
         "Backward construction, summary (the answer is prefixed with "
         f"`{prompts.SUMMARY_PREFIX}`):", "```", prompts.SUMMARY, "```",
-        "Committee:", "```", prompts.JUDGE, "```", "",
+        ("Committee, with the choice check (the example's instruction among "
+         f"{config.filter.choices - 1} written for other trajectories):"
+         if config.filter.choices >= 2 else "Committee:"),
+        "```", prompts.JUDGE_CHOICE if config.filter.choices >= 2 else prompts.JUDGE, "```", "",
         "## Generation config", "",
         "```yaml", yaml.safe_dump(_public_config(config), sort_keys=False).strip(),
         "```", "",

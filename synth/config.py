@@ -27,13 +27,17 @@ class ModelsConfig(_Strict):
 
 class DocsConfig(_Strict):
     max_docs: int | None = Field(20, ge=1)
-    """Use at most this many documents (chosen deterministically by id); None: all."""
+    """Use at most this many documents (a seeded order: raising it keeps the documents chosen
+    before); None: all."""
     seed: int = 0
 
 
 class TaskGenConfig(_Strict):
     tasks_per_doc: int = Field(3, ge=1, le=20)
     """N in the paper: tasks the generator proposes per document."""
+    doc_chars: int = Field(3000, ge=200)
+    """A document is cut to this many characters in the prompt (the prompt's size is what a
+    CPU pays for)."""
     dedup_similarity: float = Field(0.85, ge=0, le=1)
     """Tasks at least this similar (difflib ratio, lower-cased) to an earlier one are dropped."""
 
@@ -46,7 +50,8 @@ class RolloutConfig(_Strict):
     """Items (episodes, backward and committee calls) run at once, each episode with its own
     environment instance; default: the slots of a local agent model's server, else 4."""
     max_tasks: int | None = Field(None, ge=1)
-    """Roll out at most this many generated tasks (deterministic choice); None: all."""
+    """Roll out at most this many generated tasks (a seeded order: raising it keeps the tasks
+    chosen before, so a dataset grows by rerunning with a larger limit); None: all."""
 
 
 class BackwardConfig(_Strict):
@@ -64,6 +69,9 @@ class FilterConfig(_Strict):
     rule: Literal["unanimous", "majority"] = "unanimous"
     use_env_check: bool = True
     """Also require the environment's own check of the span (e.g. its last query ran)."""
+    choices: int = Field(4, ge=0, le=10)
+    """Options of the choice check (the example's own instruction and choices - 1 written for
+    other trajectories, same set-up first); below 2 turns the check off."""
 
 
 class DecontamConfig(_Strict):
@@ -88,6 +96,9 @@ class SynthConfig(_Strict):
     env_args: dict[str, Any] = {}
     """Passed to the environment's constructor."""
     output_dir: Path
+    """The resumable stores of every stage (JSONL) and stats.json."""
+    dataset_dir: Path | None = None
+    """Where the dataset is exported; default ``<output_dir>/dataset``."""
     models: ModelsConfig = ModelsConfig()
     docs: DocsConfig = DocsConfig()
     taskgen: TaskGenConfig = TaskGenConfig()

@@ -1,7 +1,7 @@
 """The synthesized data as Hugging Face datasets, with a dataset card, optionally on the Hub.
 
 Four configs, each a ``DatasetDict`` with a ``train`` split, saved under ``<output>/dataset``:
-- ``trajectories``: every rollout (steps as a list of {observation, action, reasoning});
+- ``trajectories``: every rollout (steps as a list of {observation, action, reasoning, target});
 - ``examples``: accepted examples (instruction, kind, span, steps, votes as a JSON string);
 - ``distill``: the data-distill baseline: each trajectory with its original task (kind
   ``original``), no backward construction and no committee, same columns as ``examples``;
@@ -23,9 +23,9 @@ from lbi.types import Example, Step, Trajectory
 CONFIGS = ("trajectories", "examples", "distill", "sft")
 
 
-def _steps(steps: list[Step]) -> list[dict[str, str]]:
-    return [{"observation": s.observation, "action": s.action, "reasoning": s.reasoning}
-            for s in steps]
+def _steps(steps: list[Step]) -> list[dict[str, str | None]]:
+    return [{"observation": s.observation, "action": s.action, "reasoning": s.reasoning,
+             "target": s.target} for s in steps]
 
 
 def trajectory_row(t: Trajectory) -> dict[str, Any]:
@@ -71,8 +71,8 @@ def features() -> dict:
     """The fixed schema of each config (an empty config still has its columns)."""
     from datasets import Features, Value
 
-    text, steps = Value("string"), [{"observation": Value("string"), "action": Value("string"),
-                                     "reasoning": Value("string")}]
+    text = Value("string")
+    steps = [{"observation": text, "action": text, "reasoning": text, "target": text}]
     examples = Features({
         "id": text, "env": text, "instruction": text, "kind": text, "trajectory_id": text,
         "span_start": Value("int32"), "span_end": Value("int32"), "num_steps": Value("int32"),
@@ -107,23 +107,41 @@ def build_dataset(trajectories: list[dict], examples: list[dict], distill: list[
 
 
 def save_dataset(dataset: dict, card: str, out: Path) -> Path:
+    """Every config as one Parquet file per split (``<config>/<split>-00000-of-00001.parquet``,
+    the Hub's layout) and the card as README.md: the folder loads with
+    ``datasets.load_dataset(str(out), config)`` or ``load_dataset("parquet", data_files=…)``,
+    is small enough to commit, and uploads as it is."""
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()  # small and fast; the pipeline shows its own progress
     out.mkdir(parents=True, exist_ok=True)
     for name, dd in dataset.items():
-        # At least one shard per split: an empty split saved with none cannot be loaded back.
-        empty = any(len(split) == 0 for split in dd.values())
-        dd.save_to_disk(str(out / name), num_shards={k: 1 for k in dd} if empty else None)
+        folder = out / name
+        folder.mkdir(exist_ok=True)
+        for split, table in dd.items():
+            target = folder / f"{split}-00000-of-00001.parquet"
+            partial = target.with_suffix(".parquet.partial")
+            table.to_parquet(str(partial))
+            partial.replace(target)
     atomic_write_text(out / "README.md", card)
     return out
 
 
 def load_dataset_dir(out: Path) -> dict:
-    """The configs saved by ``save_dataset``."""
-    from datasets import load_from_disk
+    """{config: DatasetDict} of a folder written by ``save_dataset``, schema as ``features``."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset, DatasetDict
 
-    return {name: load_from_disk(str(out / name)) for name in CONFIGS if (out / name).exists()}
+    schema = features()
+    loaded = {}
+    for name in CONFIGS:
+        files = sorted((out / name).glob("*-00000-of-00001.parquet"))
+        if files:  # read whole (a few MB at most): no cache folder, empty splits keep columns
+            loaded[name] = DatasetDict({
+                f.name.split("-")[0]: Dataset.from_dict(pq.read_table(f).to_pydict(),
+                                                        features=schema[name])
+                for f in files})
+    return loaded
 
 
 def push_to_hub(dataset_dir: Path, repo_id: str, private: bool = False) -> str:

@@ -8,7 +8,7 @@ final stats table (also in ``stats.json`` and the dataset card).
 
 from __future__ import annotations
 
-import random
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -39,10 +39,10 @@ from lbi.synth import backward, export, taskgen
 from lbi.synth.card import dataset_card
 from lbi.synth.config import SynthConfig
 from lbi.synth.decontam import Decontaminator
-from lbi.synth.filter import Judgement, filter_example
+from lbi.synth.filter import Judgement, distractors_for, filter_example
 from lbi.synth.sft import step_conversations
 from lbi.synth.store import JsonlStore, write_json
-from lbi.types import Document, Example, Task, Trajectory
+from lbi.types import Document, Example, Task, Trajectory, content_id, utc_now
 
 T = TypeVar("T")
 
@@ -154,21 +154,21 @@ class Synthesis:
 
     # ---- stages -------------------------------------------------------------------------------
     def documents(self) -> list[Document]:
+        """The chosen documents (a larger max_docs on a rerun adds documents, keeps the rest)."""
         store = JsonlStore(self.out / "docs.jsonl", Document)
         done = self.out / "docs.done"
-        settings = self.config.docs.model_dump_json()
-        if done.exists() and done.read_text() != settings:
-            raise ConfigError(f"{self.out} was started with other docs settings "
-                              f"({done.read_text()}); use a new output_dir or restore them.")
-        if not done.exists():
-            with self.console.status("reading the documentation…"):
-                chosen = taskgen.select_documents(list(self.env().docs()),
-                                                  self.config.docs.max_docs,
-                                                  self.config.docs.seed)
-            for doc in chosen:
+        seed = self.config.docs.seed
+        if done.exists() and (before := json.loads(done.read_text())).get("seed") != seed:
+            raise ConfigError(f"{self.out} was started with docs.seed={before.get('seed')}; "
+                              "use a new output_dir or restore it.")
+        with self.console.status("reading the documentation…"):
+            chosen = taskgen.select_documents(list(self.env().docs()),
+                                              self.config.docs.max_docs, seed)
+        for doc in chosen:
+            if doc.id not in store:
                 store.append(doc)
-            done.write_text(settings)
-        return sorted(store, key=lambda d: d.id)
+        done.write_text(self.config.docs.model_dump_json())
+        return chosen
 
     def tasks(self, docs: list[Document], decontam: Decontaminator) -> list[Task]:
         started, budget = time.perf_counter(), Budget(parent=self.budget)
@@ -179,18 +179,18 @@ class Synthesis:
 
         def generate(doc: Document) -> None:
             store.append(taskgen.generate_for_document(
-                llm, self.env(), doc, n, taskgen.context_for(doc, contexts)))
+                llm, self.env(), doc, n, taskgen.context_for(doc, contexts),
+                self.config.taskgen.doc_chars))
 
         self._parallel([d for d in docs if d.id not in store], generate, "tasks from docs")
         records = [store.get(d.id) for d in docs if d.id in store]
         generated = taskgen.tasks_from_records([r for r in records if r], self.config.env)
         unique, duplicates = taskgen.dedupe(generated, self.config.taskgen.dedup_similarity)
         clean = [t for t in unique if not decontam.instruction_reason(t.instruction)]
-        chosen = clean
-        limit = self.config.rollout.max_tasks
-        if limit is not None and len(clean) > limit:
-            chosen = sorted(random.Random(self.config.docs.seed).sample(clean, limit),
-                            key=lambda t: t.id)
+        # A seeded hash order: raising max_tasks adds tasks and keeps every one chosen before,
+        # so a dataset grows by rerunning with a larger limit.
+        ranked = sorted(clean, key=lambda t: content_id(self.config.docs.seed, t.id))
+        chosen = sorted(ranked[:self.config.rollout.max_tasks], key=lambda t: t.id)
         write_json(self.out / "tasks.json", [t.model_dump() for t in chosen])
         self._stage("taskgen", budget, started, documents=len(docs),
                     failed_documents=sum(1 for r in records if r and r.error),
@@ -265,17 +265,22 @@ class Synthesis:
                 store.append(Judgement(id=example.id, accepted=False, votes=[],
                                        rejected_by="decontamination", reason=reason))
                 return
+            distractors = (distractors_for(example, examples, fc.choices - 1)
+                           if fc.choices >= 2 else [])
             store.append(filter_example(committee, self.env(), example, fc.rule,
-                                        fc.use_env_check))
+                                        fc.use_env_check, distractors))
 
         self._parallel([e for e in examples if e.id not in store], decide, "committee filter")
         result = {e.id: j for e in examples if (j := store.get(e.id)) is not None}
         rejected = Counter(j.rejected_by for j in result.values() if not j.accepted)
+        failed = Counter(name for j in result.values() for v in j.votes
+                         for name, ok in v.criteria.items() if not ok)
         self._stage("filter", budget, started, judged=len(result),
                     accepted=sum(j.accepted for j in result.values()),
                     rejected_decontamination=rejected["decontamination"],
                     rejected_env_check=rejected["env_check"],
-                    rejected_committee=rejected["committee"])
+                    rejected_committee=rejected["committee"],
+                    votes_failing_each_criterion=dict(sorted(failed.items())))
         return result
 
     def export(self, trajectories: list[Trajectory], examples: list[Example],
@@ -302,7 +307,7 @@ class Synthesis:
         self._summarize(counts)
         dataset = export.build_dataset(*(rows for rows, _ in redacted))
         card = dataset_card(self.config, self.stats, counts)
-        return export.save_dataset(dataset, card, self.out / "dataset")
+        return export.save_dataset(dataset, card, self.config.dataset_dir or self.out / "dataset")
 
     # ---- the run ------------------------------------------------------------------------------
     def plan(self, num_docs: int) -> dict[str, int]:
@@ -357,6 +362,8 @@ class Synthesis:
             self.stats["requests_rejected"] = dict(self.rejected)
             self.stats["wall_s"] = round(time.perf_counter() - self.started, 1)
             write_json(self.out / "stats.json", self.stats)
+            with (self.out / RUNS_FILE).open("a") as runs:
+                runs.write(json.dumps(self._run_record()) + "\n")
             self._envs.close()
             lock.close()
 
@@ -370,6 +377,44 @@ class Synthesis:
                                            if counts["examples"] else None),
             "llm_wait_share": round(total["llm_seconds"] / wall, 3) if wall else None,
         })
+        self.stats["all_runs"] = all_runs(
+            [*_read_runs(self.out / RUNS_FILE), self._run_record()], counts["examples"])
+
+    def _run_record(self) -> dict[str, Any]:
+        """What this invocation spent, per stage (appended to RUNS_FILE when it ends)."""
+        return {"finished": utc_now(),
+                "wall_s": round(time.perf_counter() - self.started, 1),
+                "stages": {name: {k: values.get(k, 0) for k in _COUNTED}
+                           for name, values in self.stats["stages"].items()}}
+
+
+RUNS_FILE = "runs.jsonl"
+"""One line per invocation of a synthesis run: a dataset grown over several sessions is
+accounted for as a whole."""
+_COUNTED = ("calls", "input_tokens", "output_tokens", "llm_seconds", "wall_s")
+
+
+def _read_runs(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def all_runs(runs: list[dict[str, Any]], accepted: int) -> dict[str, Any]:
+    """Every invocation's spending summed per stage, with the yield of the whole dataset:
+    accepted examples per hour of wall time and LLM calls per accepted example."""
+    stages: dict[str, dict[str, float]] = {}
+    for run in runs:
+        for name, values in run["stages"].items():
+            into = stages.setdefault(name, dict.fromkeys(_COUNTED, 0))
+            for key in _COUNTED:
+                into[key] = round(into[key] + values.get(key, 0), 2)
+    wall = sum(run["wall_s"] for run in runs)
+    calls = sum(values["calls"] for values in stages.values())
+    return {"invocations": len(runs), "wall_s": round(wall, 1), "stages": stages,
+            "accepted_examples": accepted,
+            "accepted_per_hour": round(accepted * 3600 / wall, 1) if wall else None,
+            "calls_per_accepted_example": round(calls / accepted, 2) if accepted else None}
 
 
 def stats_rows(stats: dict[str, Any]) -> Iterable[tuple[str, str]]:
@@ -378,6 +423,6 @@ def stats_rows(stats: dict[str, Any]) -> Iterable[tuple[str, str]]:
         for key, value in values.items():
             yield f"{stage}.{key}", str(value)
     for key in ("stopped_by_budget", "planned_max_calls", "counts", "llm_total",
-                "calls_per_accepted_example", "llm_wait_share", "wall_s"):
+                "calls_per_accepted_example", "llm_wait_share", "wall_s", "all_runs"):
         if key in stats:
             yield key, str(stats[key])

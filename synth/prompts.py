@@ -39,19 +39,21 @@ environment.
 
 {trajectory}
 
-Summarize each observation and the change made by each action, in order, in at most \
-{max_sentences} short sentences. Answer with the summary only."""
+In your own words, describe in order what the agent looked at and what each action achieved, \
+as steps someone could follow to do the same (e.g. "First look up which tables exist, then \
+count the rows of the singer table."). Use at most {max_sentences} short sentences; do not copy \
+the OBSERVATION or ACTION lines. Answer with the description only."""
 
 SUMMARY_PREFIX = "Replicate the following: "
 
-JUDGE = """You review training data for an agent in the {env} environment. Here is an \
-instruction and the trajectory the agent followed.
-
-INSTRUCTION: {instruction}
+JUDGE = """You review training data for an agent in the {env} environment. Here is a \
+trajectory the agent followed:
 
 {trajectory}
 
-Judge the pair on four criteria:
+INSTRUCTION: {instruction}
+
+Judge the instruction and the trajectory on four criteria:
 - aligned: the trajectory accomplishes the instruction;
 - coherent: the actions are logical and do not contradict each other;
 - natural: a human user might plausibly give this instruction and act this way;
@@ -61,6 +63,28 @@ Answer with JSON only: {{"aligned": true/false, "coherent": true/false, "natural
 "reasonable": true/false, "reason": "<one sentence>"}}"""
 
 CRITERIA = ("aligned", "coherent", "natural", "reasonable")
+
+JUDGE_CHOICE = """You review training data for an agent in the {env} environment. Here is a \
+trajectory the agent followed:
+
+{trajectory}
+
+Which one of these instructions does the trajectory accomplish?
+{options}
+
+Then judge the trajectory with the instruction you chose:
+- coherent: the actions are logical and do not contradict each other;
+- natural: a human user might plausibly give this instruction and act this way;
+- reasonable: the trajectory is neither over- nor under-complicated for the instruction, with no \
+going back and forth.
+Answer with JSON only: {{"answer": "<letter>", "coherent": true/false, "natural": true/false, \
+"reasonable": true/false, "reason": "<one sentence>"}}"""
+"""The judge with the choice check (``filter.choices`` >= 2): 'aligned' becomes 'identified',
+the judge picking the example's own instruction among instructions of other trajectories."""
+
+CHOICE_CRITERIA = ("coherent", "natural", "reasonable")
+IDENTIFIED = "identified"
+"""The criterion of the choice check: the judge picked the example's own instruction."""
 
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -72,6 +96,14 @@ TASKS_SCHEMA: dict[str, Any] = {
     "properties": {"tasks": {"type": "array", "items": {"type": "string"}}},
     "required": ["tasks"],
 }
+
+
+def judge_choice_schema(letters: str) -> dict[str, Any]:
+    return {"type": "object",
+            "properties": {"answer": {"type": "string", "enum": list(letters)},
+                           **{c: {"type": "boolean"} for c in CHOICE_CRITERIA},
+                           "reason": {"type": "string"}},
+            "required": ["answer", *CHOICE_CRITERIA, "reason"]}
 
 
 def json_format(schema: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +118,8 @@ def render_trajectory(steps: list[Step], final_observation: str, obs_chars: int 
 
     lines = []
     for k, step in enumerate(steps):
-        lines += [f"OBSERVATION {k}: {cut(step.observation)}", f"ACTION {k + 1}: {step.action}"]
+        lines += [f"OBSERVATION {k}: {cut(step.observation)}",
+                  f"ACTION {k + 1}: {step.described_action}"]
     lines.append(f"OBSERVATION {len(steps)}: {cut(final_observation)}")
     return "\n".join(lines)
 
@@ -126,11 +159,16 @@ def parse_instruction(text: str) -> str:
     return text.strip().strip('"').strip()
 
 
-def parse_judgement(text: str) -> tuple[dict[str, bool], str]:
-    """(criteria, reason); a criterion that is missing or not clearly true counts as false."""
+def parse_judgement(text: str, names: tuple[str, ...] = CRITERIA,
+                    letters: str = "") -> tuple[dict[str, bool], str, str]:
+    """(criteria, reason, chosen letter); a criterion that is missing or not clearly true counts
+    as false. With ``letters``, the answer must name one of them (ValueError otherwise)."""
     data = extract_json(text)
     if not isinstance(data, dict):
         raise ValueError("the judgement is not a JSON object")
     criteria = {c: data.get(c) is True or str(data.get(c)).lower() in {"true", "yes"}
-                for c in CRITERIA}
-    return criteria, str(data.get("reason", "")).strip()
+                for c in names}
+    letter = str(data.get("answer", "")).strip()[:1].upper()
+    if letters and letter not in letters:
+        raise ValueError(f"no option letter in {text[:100]!r}")
+    return criteria, str(data.get("reason", "")).strip(), letter

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import difflib
-import random
 
 from pydantic import BaseModel
 
 from lbi.agent.loop import ChatModel
+from lbi.agent.prompts import cut_text
 from lbi.envs.base import Environment, TaskContext
 from lbi.synth.prompts import TASKGEN, TASKS_SCHEMA, json_format, parse_tasks
 from lbi.types import Document, LLMCall, Task, content_id
@@ -26,11 +26,11 @@ class TaskGenRecord(BaseModel):
 
 
 def select_documents(docs: list[Document], max_docs: int | None, seed: int) -> list[Document]:
-    """A deterministic sample of documents (all of them when ``max_docs`` is None)."""
-    docs = sorted(docs, key=lambda d: d.id)
-    if max_docs is None or max_docs >= len(docs):
-        return docs
-    return sorted(random.Random(seed).sample(docs, max_docs), key=lambda d: d.id)
+    """A deterministic sample of documents (all of them when ``max_docs`` is None), sorted by
+    id. The sample is a prefix of one seeded order: a larger ``max_docs`` keeps every document
+    a smaller one chose."""
+    ranked = sorted(docs, key=lambda d: content_id(seed, d.id))
+    return sorted(ranked[:max_docs], key=lambda d: d.id)
 
 
 def context_for(doc: Document, contexts: list[TaskContext]) -> TaskContext | None:
@@ -43,11 +43,11 @@ def context_for(doc: Document, contexts: list[TaskContext]) -> TaskContext | Non
 
 
 def generate_for_document(llm: ChatModel, env: Environment, doc: Document, n: int,
-                          context: TaskContext | None) -> TaskGenRecord:
+                          context: TaskContext | None, doc_chars: int = 3000) -> TaskGenRecord:
     """Ask the generator for ``n`` tasks based on ``doc``. An unparsable answer is recorded; a
     failed call (LLMCallFailed) is raised, so that nothing is stored and a rerun asks again."""
     prompt = TASKGEN.format(
-        env=env.name, title=doc.title, doc=doc.text, n=n,
+        env=env.name, title=doc.title, doc=cut_text(doc.text, doc_chars), n=n,
         context=(f"The tasks will be done here:\n{context.description}" if context else ""),
     )
     env_args = context.env_args if context else {}

@@ -16,16 +16,18 @@ import pytest
 import yaml
 
 from lbi.agent.scripted import ScriptedLLM
+from lbi.envs import make_env
 from lbi.errors import ConfigError, LbiError
 from lbi.synth import backward, export
 from lbi.synth.config import BudgetConfig, SynthConfig, load_config
 from lbi.synth.decontam import Decontaminator
 from lbi.synth.export import load_dataset_dir, push_to_hub
+from lbi.synth.filter import distractors_for, filter_example
 from lbi.synth.pipeline import Synthesis
-from lbi.synth.prompts import parse_judgement, parse_tasks
+from lbi.synth.prompts import CHOICE_CRITERIA, IDENTIFIED, parse_judgement, parse_tasks
 from lbi.synth.store import JsonlStore
 from lbi.synth.taskgen import dedupe
-from lbi.types import Step, Task, Trajectory
+from lbi.types import Example, Step, Task, Trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,12 +85,59 @@ def test_task_and_judgement_parsing_is_lenient():
         == ["List all pet types", "Count the students"]
     assert parse_tasks("Here:\n1. List all pet types\n2) Count the students\n- x") == [
         "List all pet types", "Count the students"]
-    criteria, reason = parse_judgement(
+    criteria, reason, _ = parse_judgement(
         'Sure: {"aligned": true, "coherent": "yes", "natural": false, "reason": "odd"}')
     assert criteria == {"aligned": True, "coherent": True, "natural": False,
                         "reasonable": False} and reason == "odd"
+    with pytest.raises(ValueError, match="no option letter"):
+        parse_judgement('{"answer": "E", "coherent": true}', CHOICE_CRITERIA, "ABCD")
     with pytest.raises(ValueError):
         parse_judgement("looks fine to me")
+
+
+def _example(trajectory: str, instruction: str, db: str = "pets_1") -> Example:
+    return Example(id=f"{trajectory}-{instruction}", instruction=instruction, kind="abstraction",
+                   env="sql", trajectory_id=trajectory, span=(0, 1), env_args={"db": db},
+                   steps=[Step(observation="Database: pets_1", action="SELECT 1")],
+                   final_observation="1")
+
+
+def test_choice_check_distractors_come_from_other_trajectories_same_setup_first():
+    example = _example("t1", "Count the pets")
+    pool = [example, _example("t1", "Count the pets again"), _example("t2", "List owners"),
+            _example("t3", "Show the singers", db="concert_singer"), _example("t4", "Count cats"),
+            _example("t5", "List owners")]
+    chosen = distractors_for(example, pool, 3)
+    assert set(chosen[:2]) == {"List owners", "Count cats"}  # same db, other trajectories
+    assert chosen[2] == "Show the singers" and len(set(chosen)) == 3
+    assert distractors_for(example, list(reversed(pool)), 3) == chosen
+
+
+def test_choice_check_accepts_only_a_judge_that_picks_the_examples_own_instruction():
+    example = _example("t1", "Count the pets in the database")
+    distractors = ["List the owners", "Show the singers", "Count the cats"]
+
+    def judge_picking(text: str, **criteria: bool):
+        def respond(messages):
+            letter = re.search(rf"^([A-D])\. {text}$", messages[-1]["content"], re.M).group(1)
+            return json.dumps({"answer": letter, **dict.fromkeys(CHOICE_CRITERIA, True),
+                               **criteria, "reason": "fine"})
+        return ScriptedLLM(respond, name="judge")
+
+    def run(member):
+        return filter_example([member], env, example, "unanimous", True, distractors)
+
+    env = make_env("sql")
+    right, wrong = run(judge_picking(example.instruction)), run(judge_picking("Count the cats"))
+    unnatural = run(judge_picking(example.instruction, natural=False))
+    unparsable = run(ScriptedLLM(['{"answer": "Z"}'], name="judge"))
+    env.close()
+    assert right.accepted and right.votes[0].criteria == {IDENTIFIED: True} | dict.fromkeys(
+        CHOICE_CRITERIA, True)
+    assert not wrong.accepted and wrong.rejected_by == "committee"
+    assert wrong.votes[0].criteria[IDENTIFIED] is False and "picked" in wrong.votes[0].reason
+    assert not unnatural.accepted and unnatural.votes[0].criteria[IDENTIFIED] is True
+    assert not unparsable.accepted and "unparsable" in unparsable.votes[0].reason
 
 
 def test_near_duplicate_tasks_are_dropped():
@@ -148,8 +197,9 @@ def test_store_skips_undecodable_and_altered_lines(tmp_path):
 # ---- configs -----------------------------------------------------------------------------------
 
 def test_every_shipped_synthesis_config_validates():
-    configs = sorted((ROOT / "configs").glob("*.yaml"))
-    assert configs
+    configs = sorted([*(ROOT / "configs").glob("*.yaml"),
+                      *(ROOT / "configs/experiments").glob("*.yaml")])
+    assert len(configs) > 8
     for path in configs:
         assert isinstance(load_config(path), SynthConfig)
 
@@ -177,7 +227,7 @@ def _responder(role: str):
             return json.dumps({"tasks": [f"Count the rows of each table ({title})",
                                          f"List the column names of every table ({title})"]})
         if role == "generator":
-            kind = "summary" if "Summarize" in prompt else "abstraction"
+            kind = "summary" if "In your own words" in prompt else "abstraction"
             return f"A {kind} instruction about {len(prompt)} characters of trajectory"
         if role == "agent":
             step = prompt.count("\nACTION: ")
@@ -209,6 +259,7 @@ def _config(tmp_path) -> SynthConfig:
         "docs": {"max_docs": 3}, "taskgen": {"tasks_per_doc": 2},
         "rollout": {"step_limit": 4, "max_tasks": 4},
         "backward": {"max_spans_per_trajectory": 3},
+        "filter": {"choices": 0},  # the choice check has its own tests
     })
 
 
@@ -225,6 +276,9 @@ def test_pipeline_end_to_end_with_scripted_models_then_resumes_with_no_calls(tmp
     assert st["rollouts"]["terminations"] == {"stop": 4}
     assert st["backward"]["spans_selected"] == 12 and st["backward"]["examples_constructed"] == 24
     assert st["filter"]["rejected_committee"] == 12 and st["filter"]["accepted"] == 12
+    whole = stats["all_runs"]  # the first run's rollouts are counted in the dataset's cost
+    assert whole["invocations"] == 2 and whole["stages"]["rollouts"]["calls"] == 12
+    assert whole["calls_per_accepted_example"] == round(len(calls) / 12, 2)
 
     data = load_dataset_dir(path)
     assert data["trajectories"]["train"].num_rows == 4
@@ -248,9 +302,12 @@ def test_pipeline_end_to_end_with_scripted_models_then_resumes_with_no_calls(tmp
     Synthesis(config, make_model=_scripted_factory(calls)).run()
     assert len(calls) == before  # everything was already done
 
-    changed = config.model_copy(update={"docs": config.docs.model_copy(update={"max_docs": 5})})
-    with pytest.raises(ConfigError, match="other docs settings"):
-        Synthesis(changed, make_model=_scripted_factory(calls)).run()
+    grown = config.model_copy(update={"docs": config.docs.model_copy(update={"max_docs": 4})})
+    Synthesis(grown, make_model=_scripted_factory(calls)).run(until="taskgen")
+    assert calls[before:] == ["generator"]  # one more document; the first three are kept
+    reseeded = config.model_copy(update={"docs": config.docs.model_copy(update={"seed": 1})})
+    with pytest.raises(ConfigError, match="docs.seed=0"):
+        Synthesis(reseeded, make_model=_scripted_factory(calls)).run()
 
 
 def test_a_budget_stops_new_work_and_still_exports_what_finished(tmp_path):
@@ -290,6 +347,7 @@ def _mock_config(tmp_path: Path) -> Path:
         "docs": {"max_docs": 6}, "taskgen": {"tasks_per_doc": 2},
         "rollout": {"step_limit": 3, "concurrency": 2},
         "backward": {"max_spans_per_trajectory": 2},
+        "filter": {"choices": 0},
     }
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "mock.yaml"

@@ -74,6 +74,15 @@ def test_a_wrong_click_scores_0(env):
     assert env.evaluate() == 0.0
 
 
+def test_an_action_is_described_by_its_element_on_the_page(env):
+    task = next(t for t in env.benchmark_tasks() if t.env_args["task"] == "click-button")
+    observation = env.reset(task)
+    bid, name = re.findall(r"\[(\w+)\] button '(.+?)'", observation)[0]
+    assert env.describe_action(observation, f"click('{bid}')") == f"[{bid}] button '{name}'"
+    assert env.describe_action(observation, "click('no-such-id')") is None
+    assert env.describe_action(observation, "scroll(0, 200)") is None
+
+
 def test_benchmark_seeds_are_held_out_from_synthesis(env):
     tasks = env.benchmark_tasks()
     assert len(tasks) == len(miniwob.BENCHMARK_TASKS) * len(miniwob.BENCHMARK_SEEDS)

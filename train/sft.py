@@ -70,7 +70,9 @@ class LbiScriptArguments(ScriptArguments):
 
 def get_dataset(script_args: LbiScriptArguments) -> Any:
     """The ``DatasetDict`` of the chosen config, from a local ``lbi synth`` folder or the Hub."""
-    from datasets import load_dataset, load_from_disk
+    from datasets import load_dataset
+
+    from lbi.synth.export import load_dataset_dir
 
     if script_args.dataset_name is None:
         raise LbiError("no dataset: set dataset_name (an `lbi synth` dataset folder or Hub id)")
@@ -81,8 +83,8 @@ def get_dataset(script_args: LbiScriptArguments) -> Any:
             raise LbiError(f"{local} has no {config!r} config; found: "
                            f"{sorted(p.name for p in local.iterdir() if p.is_dir())}")
         try:
-            return load_from_disk(str(local / config))
-        except Exception as exc:  # a truncated or foreign arrow file
+            return load_dataset_dir(local)[config]
+        except Exception as exc:  # a truncated or foreign file
             raise LbiError(f"cannot read the dataset {local / config}: {type(exc).__name__}: "
                            f"{str(exc)[:300]}. Export it again with lbi synth (finished stages "
                            "are not redone).") from None

@@ -113,7 +113,10 @@ class CodeEnv:
             problem = self._problem(args["humaneval"])
             repo.mkdir()
             (repo / "solution.py").write_text(problem["prompt"] + HUMANEVAL_STUB)
-            intro = "/repo/solution.py holds the function to write."
+            # The file is shown, as HumanEval shows its prompt: the task is to write the
+            # function, not to find it.
+            intro = ("/repo/solution.py holds the function to write; it reads:\n"
+                     f"{problem['prompt']}{HUMANEVAL_STUB}")
         else:
             name = args.get("package", "toolz")
             if name not in sources.PACKAGES:

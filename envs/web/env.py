@@ -13,6 +13,7 @@ Task set-up (``task.env_args``): ``{"task": "<miniwob task>", "seed": <int>}``.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -150,6 +151,9 @@ class WebEnv:
         return not (final_observation.startswith("Error") or
                     "\nLast action failed:" in final_observation)
 
+    def describe_action(self, observation: str, action: str) -> str | None:
+        return element_of(observation, action)
+
     # ---- helpers ------------------------------------------------------------------------------
     def _render(self, observation: dict[str, Any]) -> str:
         tree = render_axtree(observation, self.config.max_chars)
@@ -175,6 +179,22 @@ class WebEnv:
             in_browser_thread(self.gym.close)
             self.gym = None
             self._gym_task = None
+
+
+_BID = re.compile(r"""^\s*\w+\(\s*['"]([^'"]+)['"]""")
+
+
+def element_of(observation: str, action: str) -> str | None:
+    """The accessibility-tree line of the element an action names (``click('12')`` →
+    ``[12] button 'Submit'``), or None when the action names none or the page lacks it."""
+    match = _BID.match(action)
+    if not match:
+        return None
+    marker = f"[{match.group(1)}] "
+    for line in observation.splitlines():
+        if line.strip().startswith(marker):
+            return line.strip()[:200]
+    return None
 
 
 def render_axtree(observation: dict[str, Any], max_chars: int) -> str:
