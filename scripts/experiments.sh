@@ -1,13 +1,28 @@
 #!/usr/bin/env bash
-# The runs behind RESULTS.md, in the order that makes the most important rows exist first
-# (issue [4/7]): synthesis with the 1.5B teacher, then the 0.5B zero-shot vs LbI-ICL rows.
-# Resumable: every step skips finished work, so after an interruption rerun the same command:
+# Every run behind RESULTS.md, one heavy job at a time (2 cores), in the order that makes the
+# most important rows exist first (issue [4/7]). Each step is resumable and skips finished work,
+# so after an interruption (a session ends) rerun the same command:
 #   nohup bash scripts/experiments.sh > results/experiments.log 2>&1 & echo $! > results/experiments.pid
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=passive
 step() { echo "== $(date -u +%FT%TZ) $*"; "$@" || echo "== exited with $?: $*"; }
-for docs_tasks in ${SQL_STEPS:-30:60 70:150 140:300}; do  # max_docs:max_tasks
-  step lbi synth --config configs/experiments/sql.yaml --set "docs.max_docs=${docs_tasks%:*}" \
-    --set "rollout.max_tasks=${docs_tasks#*:}"
-done
+synth() {  # synth ENV MAX_DOCS:MAX_TASKS... : grow the dataset in steps
+  local env=$1; shift
+  for docs_tasks in "$@"; do
+    step lbi synth --config "configs/experiments/$env.yaml" \
+      --set "docs.max_docs=${docs_tasks%:*}" --set "rollout.max_tasks=${docs_tasks#*:}"
+  done
+}
+row() {  # row ENV NAME: one row of configs/eval/ENV.yaml into results/ENV
+  step lbi eval --config "configs/eval/$1.yaml" --only "$2" --set "output_dir=results/$1"
+}
+synth sql 30:60
+row web "zero-shot"; row code "zero-shot"                       # the 0.5B floors ([3/7])
+synth sql 70:150 140:300
+row sql "LbI-ICL"                                               # (a) sql
+synth shell 40:80 100:200
+row shell "LbI-ICL"                                             # (a) shell
+synth web 89:100 89:250
+row web "LbI-ICL"                                               # (a) web
+for env in sql shell code web; do row "$env" "zero-shot (1.5B)"; done   # the 1.5B floors
