@@ -1,4 +1,4 @@
-"""The agent's prompt (PAPER.md §5, Tables 32-33) and the parser of its answers.
+"""The agent's prompt (docs/method.md; the paper's Tables 32-33) and its answer parser.
 
 Layout of one step's prompt: system message; additional information for reference (optional:
 retrieved examples or docs); objective; interaction history; current observation. The model

@@ -1,4 +1,4 @@
-"""Retrieval for in-context learning: the index and agentic retrieval (PAPER.md §5, Algorithm 2).
+"""Retrieval for in-context learning: the index and agentic retrieval (docs/method.md).
 
 An index holds retrievable entries (synthesized examples, or documentation chunks for the RAG
 baseline) in two searchable forms, saved to one folder:

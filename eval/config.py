@@ -26,7 +26,7 @@ class RetrievalConfig(Strict):
     """examples: the synthesized dataset (LbI-ICL); distill: the same rollouts with their original
     tasks (data-distill baseline); docs: the environment's documentation (RAG baseline)."""
     sources: list[Source] = ["observation", "model"]
-    """How entries are found at each step (PAPER.md Table 4): observation (BM25, m1), instruction
+    """How entries are found at each step (the paper's Table 4): observation (BM25, m1), instruction
     (dense, m2), model (dense on an LLM-written query, m2)."""
     m1: int = Field(5, ge=0)
     m2: int = Field(5, ge=0)

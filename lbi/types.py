@@ -1,6 +1,6 @@
 """The data model shared by every stage: Document, Task, Step, Trajectory, Example.
 
-A trajectory is T = [o0, a1, o1, ..., an, on] (PAPER.md). We store it as steps where
+A trajectory is T = [o0, a1, o1, ..., an, on] (docs/method.md). We store it as steps where
 ``steps[k]`` holds the observation o_k the agent saw and the action a_{k+1} it took in response,
 plus ``final_observation`` = o_n. Everything here round-trips through JSON.
 """

@@ -1,4 +1,4 @@
-"""Stage 3: backward construction (PAPER.md §3).
+"""Stage 3: backward construction (docs/method.md).
 
 For spans 0 <= i < j <= n of a trajectory, the sub-trajectory (o_i, a_{i+1}, ..., a_j, o_j)
 gets new instructions: an *abstraction* (a task it accomplishes) and a *summary*
@@ -62,7 +62,7 @@ def select_spans(n: int, cap: int, weights: dict[Bucket, float],
 
 def drop_repeated_steps(traj: Trajectory) -> tuple[Trajectory, int]:
     """Remove each step whose (action, resulting observation) repeats the previous step's
-    (PAPER.md §4: an invalid action or one with no effect). Returns (trajectory, removed)."""
+    (docs/method.md: an invalid action or one with no effect). Returns (trajectory, removed)."""
     obs = traj.observations
     kept: list[Step] = []
     removed = 0
@@ -80,7 +80,7 @@ def example_id(traj: Trajectory, span: tuple[int, int], kind: str) -> str:
 
 def original_example(traj: Trajectory) -> Example:
     """The data-distill baseline's example: the task it was given and the whole trajectory, with
-    no backward construction (PAPER.md §3 ablation)."""
+    no backward construction (docs/method.md: the data-distill ablation)."""
     span = (0, len(traj.steps))
     return Example(
         id=example_id(traj, span, "original"), instruction=traj.task.instruction,

@@ -1,4 +1,4 @@
-"""Stage 4: the committee filter (PAPER.md §4), plus the environment's own check.
+"""Stage 4: the committee filter (docs/method.md), plus the environment's own check.
 
 Each committee member judges an example on four criteria (aligned, coherent, natural,
 reasonable) and, in the choice check, picks the example's instruction out of several written for

@@ -1,4 +1,4 @@
-"""Examples → chat conversations for supervised fine-tuning (PAPER.md §5, Training).
+"""Examples → chat conversations for supervised fine-tuning (docs/method.md, fine-tuning).
 
 ``step_conversations`` is the paper's format: each step of an example becomes one conversation in
 exactly the prompt the agent sees at inference (system / objective / history / current

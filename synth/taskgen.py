@@ -1,4 +1,4 @@
-"""Stage 1: tasks from documentation (self-instruct, PAPER.md §1)."""
+"""Stage 1: tasks from documentation (self-instruct, docs/method.md)."""
 
 from __future__ import annotations
 

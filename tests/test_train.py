@@ -292,7 +292,7 @@ def test_every_recipe_parses_into_the_script_arguments(recipe):
     if "cpu" in recipe.stem:
         assert training_args.use_cpu and script_args.export_gguf
         return
-    # The paper's hyper-parameters (PAPER.md §5).
+    # The paper's hyper-parameters (docs/method.md).
     batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
     assert (batch, training_args.learning_rate, raw["learning_rate"]) == (128, 3e-4, 2e-5)
     assert (training_args.warmup_steps, training_args.max_length,

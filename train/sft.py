@@ -1,4 +1,4 @@
-"""Supervised fine-tuning on a learn-by-interact dataset (PAPER.md §5, Training).
+"""Supervised fine-tuning on a learn-by-interact dataset (docs/method.md, fine-tuning).
 
 ```bash
 # The embedded student on CPU, on the dataset `lbi synth --config configs/sql.yaml` wrote:
@@ -172,7 +172,7 @@ def write_card(trainer: SFTTrainer, script_args: LbiScriptArguments, model_args:
     lines = ["## Learn-by-interact training data", "",
              f"- dataset: `{script_args.dataset_name}`, config `{script_args.dataset_config}`, "
              f"format `{script_args.conversation_format}` (prompt = the agent's inference prompt, "
-             "PAPER.md §5)",
+             "docs/method.md)",
              f"- rows: {report.kept} trained of {report.rows}; {report.dropped_too_long} dropped "
              f"as longer than {report.max_length} tokens (longest {report.longest})",
              f"- tokens: {report.tokens:,}, of which {report.trained_tokens:,} are action tokens "

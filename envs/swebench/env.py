@@ -54,7 +54,7 @@ class SWEBenchConfig:
     eval_timeout_s: int = 1800
     run_id: str = "lbi"
     docs_dir: str | None = None
-    """The repositories' Python files (PAPER.md §1): a folder of checkouts."""
+    """The repositories' Python files (docs/method.md): a folder of checkouts."""
     doc_urls: list[str] | None = None
 
 
