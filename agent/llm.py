@@ -159,6 +159,8 @@ class Budget:
 class Completion:
     text: str
     call: LLMCall
+    truncated: bool = False
+    """The answer stopped at ``max_tokens`` (finish reason ``length``): it may end mid-action."""
 
 
 def cache_dir() -> Path:
@@ -319,10 +321,11 @@ class LLM:
         call = LLMCall(model=self.config.model, input_tokens=hit["input_tokens"],
                        output_tokens=hit["output_tokens"], cache_hit=True)
         self.budget.add(call)
-        return Completion(text=hit["text"], call=call)
+        return Completion(text=hit["text"], call=call, truncated=hit.get("truncated", False))
 
     def _record(self, response: Any, text: str, started: float, retries: int,
                 key: str | None) -> Completion:
+        truncated = getattr(response.choices[0], "finish_reason", None) == "length"
         usage = getattr(response, "usage", None)
         cost = None
         if not self.config.model.startswith(local.LOCAL_PREFIX):
@@ -339,9 +342,9 @@ class LLM:
         self.budget.add(call)
         if key:
             value = {"text": text, "input_tokens": call.input_tokens,
-                     "output_tokens": call.output_tokens}
+                     "output_tokens": call.output_tokens, "truncated": truncated}
             _cache_op(lambda cache: cache.set(key, value))
-        return Completion(text=text, call=call)
+        return Completion(text=text, call=call, truncated=truncated)
 
     def _retry_delay(self, exc: Exception, attempt: int, deadline: float) -> float:
         """The backoff before the next attempt. Raises when the error is fatal (ModelError), the

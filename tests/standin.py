@@ -34,7 +34,8 @@ def answer(body: dict[str, Any]) -> str:
 class StandIn:
     """``with StandIn() as server:``; ``server.url`` is the ``api_base``. ``fail(mode, n)``
     makes the next ``n`` requests fail (``n=None``: until ``recover()``); modes: ``429``,
-    ``500``, ``hang``, ``malformed``. ``too_long_if``: requests containing that text are
+    ``500``, ``hang``, ``malformed``, ``truncated`` (an answer cut at max_tokens, HTTP 200).
+    ``too_long_if``: requests containing that text are
     refused with llama-server's context-size error (HTTP 400)."""
 
     def __init__(self, hang_s: float = 30.0, too_long_if: str | None = None) -> None:
@@ -65,7 +66,15 @@ class StandIn:
                 if mode == "hang":
                     time.sleep(server.hang_s)
                     return
-                if mode in ("429", "500"):
+                if mode == "truncated":  # stopped at max_tokens in the middle of the action
+                    self._send(200, {
+                        "id": "x", "object": "chat.completion", "created": 0,
+                        "model": body.get("model"),
+                        "choices": [{"index": 0, "finish_reason": "length", "message": {
+                            "role": "assistant", "content": answer(body)[:-12]}}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 5,
+                                  "total_tokens": 15}})
+                elif mode in ("429", "500"):
                     self._send(int(mode), {"error": {"message": f"stand-in {mode}"}})
                 elif mode == "malformed":
                     self._send(200, None, raw=b'{"choices": [{"message": ')

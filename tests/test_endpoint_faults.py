@@ -56,6 +56,23 @@ def test_a_call_that_recovers_records_its_retries(server):
     assert server.requests == 3 and budget.retries == 2 and budget.failures == 0
 
 
+def test_an_answer_cut_at_max_tokens_is_asked_again_never_run(server):
+    from lbi.agent.loop import Agent
+    from lbi.envs import make_env
+    from lbi.types import Task
+
+    llm = LLM(LLMConfig(**role("agent", server.url)), Budget())
+    server.fail("truncated", 1)
+    assert llm.complete(MESSAGES).truncated and not llm.complete(MESSAGES).truncated
+    env = make_env("sql")
+    server.fail("truncated", 1)
+    traj = Agent(llm, env).run(Task(id="t", env="sql", instruction="List the tables",
+                                    origin="user", env_args={"db": "pets_1"}))
+    env.close()
+    assert traj.steps[0].action == "SELECT name FROM sqlite_master"  # the whole one, re-asked
+    assert traj.steps[0].llm.retries == 1
+
+
 def test_a_hung_endpoint_is_cut_off_by_the_call_deadline(server):
     llm = LLM(LLMConfig(**role("agent", server.url, max_retries=50, timeout_s=1.0,
                                deadline_s=2.5)), Budget())
