@@ -78,7 +78,7 @@ class Agent:
         """One episode of ``task``; writes the trajectory JSON to ``save_to`` after every step."""
         traj = Trajectory(
             id=self.trajectory_id(task, self.model.name, self.env.name),
-            task=task,
+            task=task, action_space=self.env.action_space,
             provenance={"model": self.model.name, "env": self.env.name, "started": utc_now(),
                         "step_limit": self.config.step_limit},
         )

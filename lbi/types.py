@@ -122,6 +122,9 @@ class Trajectory(BaseModel):
     """The environment's own score, where it can check (e.g. execution match)."""
     provenance: dict[str, Any] = Field(default_factory=dict)
     """Models, env, creation time and package version that produced this trajectory."""
+    action_space: str = ""
+    """The environment's action description the agent was prompted with (training rows are
+    built with the same text, whatever the environment's config is later)."""
 
     @property
     def observations(self) -> list[str]:
@@ -166,3 +169,5 @@ class Example(BaseModel):
     final_observation: str
     votes: list[Vote] = Field(default_factory=list)
     provenance: dict[str, Any] = Field(default_factory=dict)
+    action_space: str = ""
+    """The source trajectory's action description: the prompt of its training rows."""

@@ -86,6 +86,7 @@ def original_example(traj: Trajectory) -> Example:
         id=example_id(traj, span, "original"), instruction=traj.task.instruction,
         kind="original", env=traj.task.env, trajectory_id=traj.id, span=span,
         env_args=traj.task.env_args, steps=traj.steps, final_observation=traj.final_observation,
+        action_space=traj.action_space,
         provenance={"source_task_id": traj.task.id, "reward": traj.reward,
                     "termination": traj.termination},
     )
@@ -111,7 +112,7 @@ def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
     return Example(
         id=example_id(traj, span, kind), instruction=instruction, kind=kind,
         env=traj.task.env, trajectory_id=traj.id, span=span, env_args=traj.task.env_args,
-        steps=steps, final_observation=final,
+        steps=steps, final_observation=final, action_space=traj.action_space,
         provenance={"generator": llm.name, "source_task": traj.task.instruction,
                     "source_task_id": traj.task.id, "llm": out.call.model_dump()},
     )

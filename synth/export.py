@@ -36,7 +36,7 @@ def trajectory_row(t: Trajectory) -> dict[str, Any]:
         "final_observation": t.final_observation, "termination": t.termination or "",
         "reward": t.reward, "error": t.error or "",
         "llm_calls": json.dumps([s.llm.model_dump() if s.llm else None for s in t.steps]),
-        "provenance": json.dumps(t.provenance),
+        "provenance": json.dumps(t.provenance), "action_space": t.action_space,
     }
 
 
@@ -47,7 +47,7 @@ def example_row(e: Example) -> dict[str, Any]:
         "num_steps": len(e.steps), "env_args": json.dumps(e.env_args), "steps": _steps(e.steps),
         "final_observation": e.final_observation,
         "votes": json.dumps([v.model_dump() for v in e.votes]),
-        "provenance": json.dumps(e.provenance),
+        "provenance": json.dumps(e.provenance), "action_space": e.action_space,
     }
 
 
@@ -61,6 +61,7 @@ def example_from_row(row: dict[str, Any]) -> Example:
             steps=[Step(**s) for s in row["steps"]], final_observation=row["final_observation"],
             votes=json.loads(row["votes"] or "[]"),
             provenance=json.loads(row["provenance"] or "{}"),
+            action_space=row.get("action_space") or "",
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise LbiError(f"dataset row {row.get('id', '?')!r} is not a valid example: "
@@ -77,13 +78,13 @@ def features() -> dict:
         "id": text, "env": text, "instruction": text, "kind": text, "trajectory_id": text,
         "span_start": Value("int32"), "span_end": Value("int32"), "num_steps": Value("int32"),
         "env_args": text, "steps": steps, "final_observation": text, "votes": text,
-        "provenance": text})
+        "provenance": text, "action_space": text})
     return {
         "trajectories": Features({
             "id": text, "env": text, "task_id": text, "instruction": text, "origin": text,
             "doc_id": text, "env_args": text, "steps": steps, "final_observation": text,
             "termination": text, "reward": Value("float64"), "error": text, "llm_calls": text,
-            "provenance": text}),
+            "provenance": text, "action_space": text}),
         "examples": examples,
         "distill": examples,
         "sft": Features({"id": text, "example_id": text, "kind": text,

@@ -285,11 +285,16 @@ class Synthesis:
 
     def export(self, trajectories: list[Trajectory], examples: list[Example],
                judgements: dict[str, Judgement], decontam: Decontaminator) -> Path:
-        action_space = self.env().action_space
-        accepted = [e.model_copy(update={"votes": judgements[e.id].votes}) for e in examples
-                    if e.id in judgements and judgements[e.id].accepted]
+        # Rollouts stored before trajectories kept their action description get the
+        # environment's current one.
+        current = self.env().action_space
+        trajectories = [t if t.action_space else t.model_copy(update={"action_space": current})
+                        for t in trajectories]
+        accepted = [e.model_copy(update={"votes": judgements[e.id].votes,
+                                         "action_space": e.action_space or current})
+                    for e in examples if e.id in judgements and judgements[e.id].accepted]
         sft_rows = [{"id": f"{e.id}-{k}", "example_id": e.id, "kind": e.kind, "messages": m}
-                    for e in accepted for k, m in enumerate(step_conversations(e, action_space))]
+                    for e in accepted for k, m in enumerate(step_conversations(e))]
         # The data-distill baseline: the same rollouts with their original tasks (repeated
         # steps removed as for every example; no backward construction, no committee).
         originals = [backward.original_example(backward.drop_repeated_steps(t)[0])

@@ -8,7 +8,9 @@ steps. ``trajectory_conversation`` is the alternative: the whole example as one 
 
 These are pure functions of an ``Example``; the dataset export publishes the step format as the
 ``sft`` config, and ``train/sft.py`` uses the same functions for the ``examples``/``distill``
-configs, so the training rows are the same however the data reaches the trainer.
+configs, so the training rows are the same however the data reaches the trainer. The prompt's
+action description is the one stored with the example (its rollout's), so training builds no
+environment.
 """
 
 from __future__ import annotations
@@ -23,17 +25,17 @@ from lbi.agent.prompts import (
     system_message,
     user_message,
 )
-from lbi.errors import ConfigError
+from lbi.errors import ConfigError, LbiError
 from lbi.types import Example
 
 Messages = list[dict[str, str]]
 ConversationFormat = Literal["step", "trajectory"]
 
 
-def step_conversations(example: Example, action_space: str,
-                       policy: HistoryPolicy | None = None) -> list[Messages]:
+def step_conversations(example: Example, policy: HistoryPolicy | None = None) -> list[Messages]:
     """One ``messages`` list per step of ``example``, ending with the assistant's action."""
     policy = policy or HistoryPolicy()
+    action_space = _action_space(example)
     conversations = []
     for k, step in enumerate(example.steps):
         messages = build_messages(env_name=example.env, action_space=action_space,
@@ -45,10 +47,11 @@ def step_conversations(example: Example, action_space: str,
     return conversations
 
 
-def trajectory_conversation(example: Example, action_space: str) -> Messages:
+def trajectory_conversation(example: Example) -> Messages:
     """The whole example as one chat: the first user turn carries the objective and the first
     observation, later user turns the observation each action produced."""
-    messages = [{"role": "system", "content": system_message(example.env, action_space)}]
+    messages = [{"role": "system",
+                 "content": system_message(example.env, _action_space(example))}]
     for k, step in enumerate(example.steps):
         content = (user_message(example.instruction, render_history([], HistoryPolicy()),
                                 step.observation) if k == 0
@@ -58,11 +61,20 @@ def trajectory_conversation(example: Example, action_space: str) -> Messages:
     return messages
 
 
-def conversations(example: Example, action_space: str,
+def conversations(example: Example,
                   conversation_format: ConversationFormat = "step") -> list[Messages]:
     """The training conversations of one example in the chosen format."""
     if conversation_format == "step":
-        return step_conversations(example, action_space)
+        return step_conversations(example)
     if conversation_format == "trajectory":
-        return [trajectory_conversation(example, action_space)] if example.steps else []
+        return [trajectory_conversation(example)] if example.steps else []
     raise ConfigError(f"unknown conversation format {conversation_format!r} (step or trajectory)")
+
+
+def _action_space(example: Example) -> str:
+    """The action description the example's rollout was prompted with (stored with the data:
+    training needs no environment)."""
+    if not example.action_space:
+        raise LbiError(f"example {example.id} has no action_space (data made before it was "
+                       "stored); export it again with lbi synth (finished stages are not redone)")
+    return example.action_space

@@ -61,7 +61,7 @@ def executed_example(instruction: str, db: str, actions: list[str], env, kind="a
         observation, _ = env.step(action)
     return Example(id=content_id(instruction, db, actions), instruction=instruction, kind=kind,
                    env="sql", trajectory_id="t", span=(0, len(steps)), env_args={"db": db},
-                   steps=steps, final_observation=observation)
+                   steps=steps, final_observation=observation, action_space=env.action_space)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,6 @@ from lbi.train.data import IGNORE_INDEX, tokenize_conversation, tokenize_rows
 from lbi.train.models import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
-ACTION_SPACE = "Actions: one SQL statement, or `submit`."
 RECIPES = sorted((REPO / "recipes").glob("*/sft/*.yaml"))
 ACCELERATE_CONFIGS = sorted((REPO / "recipes" / "accelerate_configs").glob("*.yaml"))
 GEMMA_TEMPLATE = (Path(__import__("trl").__file__).parent / "chat_templates" / "gemma.jinja")
@@ -48,7 +47,7 @@ def _runs(labels: list[int]) -> list[tuple[int, int]]:
 
 def test_step_rows_train_exactly_the_action_and_its_end_of_turn_token(tokenizer, sql_examples):
     example = next(e for e in sql_examples if len(e.steps) == 2)
-    rows = step_conversations(example, ACTION_SPACE)
+    rows = step_conversations(example)
     assert len(rows) == 2 and "SELECT * FROM student LIMIT 2" in rows[1][1]["content"]
     for messages in rows:
         prompt, answer = messages[:-1], messages[-1]["content"]
@@ -71,23 +70,23 @@ def test_step_rows_train_exactly_the_action_and_its_end_of_turn_token(tokenizer,
 
 def test_trajectory_rows_train_every_action_turn_and_no_observation(tokenizer, sql_examples):
     example = next(e for e in sql_examples if len(e.steps) == 2)
-    messages = trajectory_conversation(example, ACTION_SPACE)
+    messages = trajectory_conversation(example)
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
-    assert conversations(example, ACTION_SPACE, "trajectory") == [messages]
+    assert conversations(example, "trajectory") == [messages]
     tokens = tokenize_conversation(tokenizer, messages)
     runs = _runs(tokens["labels"])
     assert [tokenizer.decode(tokens["input_ids"][a:b]) for a, b in runs] == [
         m["content"] + "<|im_end|>" for m in messages if m["role"] == "assistant"]
     assert "SELECT * FROM student LIMIT 2" in messages[2]["content"]
     with pytest.raises(LbiError, match="unknown conversation format"):
-        conversations(example, ACTION_SPACE, "turns")
+        conversations(example, "turns")
 
 
 def test_a_template_without_system_role_gets_it_folded_into_the_first_user_turn(
         tokenizer, sql_examples):
     gemma = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
     gemma.chat_template = GEMMA_TEMPLATE.read_text()  # raises on a system turn, like CodeGemma's
-    messages = step_conversations(sql_examples[0], ACTION_SPACE)[0]
+    messages = step_conversations(sql_examples[0])[0]
     with pytest.raises(Exception, match="(?i)system"):
         gemma.apply_chat_template(messages, tokenize=False)
     rows, report = tokenize_rows(gemma, [("r", messages)], max_length=None)
@@ -117,7 +116,7 @@ def test_a_freshly_converted_tokenizer_is_the_cached_one(tmp_path, monkeypatch):
 def test_rows_over_max_length_are_dropped_counted_and_warned_about(tokenizer, sql_examples,
                                                                    caplog):
     rows = [(f"{e.id}-{k}", m) for e in sql_examples
-            for k, m in enumerate(step_conversations(e, ACTION_SPACE))]
+            for k, m in enumerate(step_conversations(e))]
     lengths = sorted(len(tokenize_conversation(tokenizer, m)["input_ids"]) for _, m in rows)
     limit = lengths[len(lengths) // 2]
     with caplog.at_level(logging.WARNING):
@@ -142,7 +141,7 @@ def test_a_template_that_rewrites_earlier_turns_is_refused(tokenizer, sql_exampl
                          "{{ m.content }}</s>{% endfor %}{% if add_generation_prompt %}"
                          "<assistant>{% endif %}")
     with pytest.raises(LbiError, match="prefixes consistently"):
-        tokenize_conversation(odd, step_conversations(sql_examples[0], ACTION_SPACE)[0])
+        tokenize_conversation(odd, step_conversations(sql_examples[0])[0])
 
 
 # --- training with train/sft.py on a tiny random-init model ---------------------------------
@@ -167,10 +166,32 @@ def tiny_model(tokenizer, tmp_path_factory):
 def synth_dataset(sql_examples, tmp_path_factory):
     """A dataset folder as `lbi synth` writes it (examples + step-level sft config)."""
     sft = [{"id": f"{e.id}-{k}", "example_id": e.id, "kind": e.kind, "messages": m}
-           for e in sql_examples for k, m in enumerate(step_conversations(e, ACTION_SPACE))]
+           for e in sql_examples for k, m in enumerate(step_conversations(e))]
     dataset = export.build_dataset([], [export.example_row(e) for e in sql_examples], [], sft)
     return export.save_dataset(dataset, "# test dataset\n",
                                tmp_path_factory.mktemp("synth") / "dataset")
+
+
+def test_training_rows_of_an_examples_dataset_need_no_environment(synth_dataset):
+    # The rows are built from the action description stored with each example: no environment
+    # module is imported, so data of an environment whose extras are absent trains as well.
+    script = f"""
+import sys
+class NoEnvs:
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith(("lbi.envs.", "browsergym", "playwright")):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, NoEnvs())
+from lbi.train.sft import LbiScriptArguments, get_dataset, conversation_rows
+args = LbiScriptArguments(dataset_name={str(synth_dataset)!r}, dataset_config="examples")
+rows = list(conversation_rows(get_dataset(args)["train"], args))
+assert len(rows) == 6 and "SQL" in rows[0][1][0]["content"], rows[0]
+print(sorted(m for m in sys.modules if m.startswith("lbi.envs")))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] in ("[]", "['lbi.envs']"), out.stdout
 
 
 def _args(model: Path, data: Path, out: Path, **overrides: object) -> list[str]:

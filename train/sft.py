@@ -102,18 +102,11 @@ def conversation_rows(split: Any,
         for row in split:
             yield row["id"], row["messages"]
         return
-    from lbi.envs import make_env
     from lbi.synth.export import example_from_row
 
-    action_spaces: dict[str, str] = {}
     for row in split:
         example = example_from_row(row)
-        if example.env not in action_spaces:
-            env = make_env(example.env)
-            action_spaces[example.env] = env.action_space
-            env.close()
-        for k, messages in enumerate(conversations(example, action_spaces[example.env],
-                                                   script_args.conversation_format)):
+        for k, messages in enumerate(conversations(example, script_args.conversation_format)):
             yield f"{example.id}-{k}", messages
 
 
