@@ -86,10 +86,13 @@ class EvalConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:
-        from lbi.envs import ENVIRONMENTS
+        from lbi.envs import get_env_info
+        from lbi.errors import EnvError
 
-        if self.env not in ENVIRONMENTS:
-            raise ValueError(f"unknown env {self.env!r}; available: {', '.join(ENVIRONMENTS)}")
+        try:
+            get_env_info(self.env)
+        except EnvError as exc:
+            raise ValueError(str(exc)) from None
         slugs = [a.slug for a in self.agents]
         if len(set(slugs)) != len(slugs):
             raise ValueError("agent names must be distinct (they name the output folders)")

@@ -21,6 +21,9 @@ app = typer.Typer(help="Learn-by-interact: make LLM agents better at an environm
 models_app = typer.Typer(help="Embedded models (GGUF from PyPI packages, run by llama.cpp).",
                          invoke_without_command=True)
 app.add_typer(models_app, name="models")
+envs_app = typer.Typer(help="Environments: list them, check one against the protocol.",
+                       invoke_without_command=True)
+app.add_typer(envs_app, name="envs")
 console = Console()
 
 
@@ -30,17 +33,44 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
-@app.command()
-def envs() -> None:
-    """List the environments and whether their dependencies are present."""
-    from lbi.envs import ENVIRONMENTS
+@envs_app.callback()
+def envs(ctx: typer.Context) -> None:
+    """List the environments (built in, from installed packages) and whether their
+    dependencies are present."""
+    if ctx.invoked_subcommand:
+        return
+    from lbi.envs import registered
 
     table = Table("env", "description", "status")
-    for info in ENVIRONMENTS.values():
+    for info in registered().values():
         missing = info.missing()
         status = "[green]ready[/]" if not missing else "[yellow]missing:[/] " + "; ".join(missing)
         table.add_row(info.name, info.description, status)
     console.print(table)
+
+
+@envs_app.command("check")
+def envs_check(
+    name: Annotated[str, typer.Argument(help="a registered name or package.module:factory")],
+    arg: Annotated[list[str] | None, typer.Option(
+        help="an env_args entry: --arg key=value (repeatable)")] = None,
+    max_tasks: Annotated[int | None, typer.Option(
+        help="replay at most this many benchmark golds")] = None,
+) -> None:
+    """Check an environment against the protocol: members, docs, task contexts, deterministic
+    reset, check_span on a failing action, every benchmark gold scores 1 and a wrong answer 0."""
+    from lbi.config import parse_overrides
+    from lbi.envs.conformance import check_environment
+
+    with console.status("checking…") as status:
+        checks = check_environment(name, parse_overrides(arg), max_tasks,
+                                   progress=lambda text: status.update(text))
+    table = Table("check", "result", "detail")
+    for check in checks:
+        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAILED[/]", check.detail)
+    console.print(table)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
 
 
 @models_app.callback()

@@ -8,19 +8,11 @@ from typing import Any
 import yaml
 
 from lbi.agent.prompts import SYSTEM_TEMPLATE, HistoryPolicy
+from lbi.envs import get_env_info
 from lbi.redact import redact_config
 from lbi.synth import prompts
 from lbi.synth.config import SynthConfig
 from lbi.synth.export import CONFIGS
-
-SOURCE_LICENCES = {
-    "sql": "Spider-dev databases and questions (CC BY-SA 4.0) via InterCode (MIT); Chinook (MIT); "
-           "SQLite documentation (public domain).",
-    "shell": "InterCode-ALFA file systems (icalfa, MIT); Debian manual pages (each page's own "
-             "free licence, see /usr/share/doc/*/copyright).",
-    "web": "MiniWoB++ task pages (MIT) through BrowserGym (Apache-2.0).",
-    "code": "HumanEval (MIT); toolz and boltons sources and docs (BSD).",
-}
 
 
 def _public_config(config: SynthConfig) -> dict[str, Any]:
@@ -99,7 +91,7 @@ def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, i
         "```yaml", yaml.safe_dump(_public_config(config), sort_keys=False).strip(),
         "```", "",
         "## Licence of the sources", "",
-        SOURCE_LICENCES.get(config.env, "See the environment's documentation."),
+        get_env_info(config.env).licence or "Not declared by the environment (EnvInfo.licence).",
         "The synthesized text was written by the models above; check their terms of use.", "",
     ]
     return "\n".join(lines)

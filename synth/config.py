@@ -29,6 +29,9 @@ class DocsConfig(_Strict):
     max_docs: int | None = Field(20, ge=1)
     """Use at most this many documents (a seeded order: raising it keeps the documents chosen
     before); None: all."""
+    include: list[str] = []
+    """Documents whose title or source matches one of these patterns (fnmatch, e.g.
+    ``"*schema*"``) are always among the chosen ones."""
     seed: int = 0
 
 
@@ -110,10 +113,13 @@ class SynthConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_env(self) -> SynthConfig:
-        from lbi.envs import ENVIRONMENTS
+        from lbi.envs import get_env_info
+        from lbi.errors import EnvError
 
-        if self.env not in ENVIRONMENTS:
-            raise ValueError(f"unknown env {self.env!r}; available: {', '.join(ENVIRONMENTS)}")
+        try:
+            get_env_info(self.env)
+        except EnvError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
 

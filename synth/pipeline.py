@@ -163,7 +163,8 @@ class Synthesis:
                               "use a new output_dir or restore it.")
         with self.console.status("reading the documentation…"):
             chosen = taskgen.select_documents(list(self.env().docs()),
-                                              self.config.docs.max_docs, seed)
+                                              self.config.docs.max_docs, seed,
+                                              self.config.docs.include)
         for doc in chosen:
             if doc.id not in store:
                 store.append(doc)

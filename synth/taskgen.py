@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import fnmatch
 
 from pydantic import BaseModel
 
@@ -25,11 +26,17 @@ class TaskGenRecord(BaseModel):
     llm: LLMCall | None = None
 
 
-def select_documents(docs: list[Document], max_docs: int | None, seed: int) -> list[Document]:
+def select_documents(docs: list[Document], max_docs: int | None, seed: int,
+                     include: list[str] = ()) -> list[Document]:
     """A deterministic sample of documents (all of them when ``max_docs`` is None), sorted by
     id. The sample is a prefix of one seeded order: a larger ``max_docs`` keeps every document
-    a smaller one chose."""
-    ranked = sorted(docs, key=lambda d: content_id(seed, d.id))
+    a smaller one chose. Documents whose title or source matches an ``include`` pattern
+    (fnmatch, case-insensitive) come first in that order, so they are always chosen."""
+    def wanted(doc: Document) -> bool:
+        return any(fnmatch.fnmatch(text.lower(), pattern.lower())
+                   for pattern in include for text in (doc.title, doc.source))
+
+    ranked = sorted(docs, key=lambda d: (not wanted(d), content_id(seed, d.id)))
     return sorted(ranked[:max_docs], key=lambda d: d.id)
 
 
@@ -39,7 +46,13 @@ def context_for(doc: Document, contexts: list[TaskContext]) -> TaskContext | Non
     if not contexts:
         return None
     claimed = [c for c in contexts if c.covers(doc.source)]
-    return claimed[0] if claimed else contexts[int(doc.id, 16) % len(contexts)]
+    if claimed:
+        return claimed[0]
+    try:
+        number = int(doc.id, 16)
+    except ValueError:  # an id that is not a content hash (e.g. "calc-guide")
+        number = int(content_id(doc.id), 16)
+    return contexts[number % len(contexts)]
 
 
 def generate_for_document(llm: ChatModel, env: Environment, doc: Document, n: int,

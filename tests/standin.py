@@ -38,7 +38,10 @@ class StandIn:
     ``too_long_if``: requests containing that text are
     refused with llama-server's context-size error (HTTP 400)."""
 
-    def __init__(self, hang_s: float = 30.0, too_long_if: str | None = None) -> None:
+    def __init__(self, hang_s: float = 30.0, too_long_if: str | None = None,
+                 answers: dict[str, str] | None = None) -> None:
+        self.answers = answers or {}
+        """Plain-text answers by role (model name) in place of those of ``answer``."""
         self.too_long_if = too_long_if
         """Requests whose messages contain this text are refused as over the context size."""
         self.requests = 0
@@ -71,7 +74,7 @@ class StandIn:
                         "id": "x", "object": "chat.completion", "created": 0,
                         "model": body.get("model"),
                         "choices": [{"index": 0, "finish_reason": "length", "message": {
-                            "role": "assistant", "content": answer(body)[:-12]}}],
+                            "role": "assistant", "content": server.answer(body)[:-12]}}],
                         "usage": {"prompt_tokens": 10, "completion_tokens": 5,
                                   "total_tokens": 15}})
                 elif mode in ("429", "500"):
@@ -79,7 +82,7 @@ class StandIn:
                 elif mode == "malformed":
                     self._send(200, None, raw=b'{"choices": [{"message": ')
                 else:
-                    text = answer(body)
+                    text = server.answer(body)
                     self._send(200, {
                         "id": "x", "object": "chat.completion", "created": 0,
                         "model": body.get("model"),
@@ -99,6 +102,11 @@ class StandIn:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_port}/v1"
+
+    def answer(self, body: dict[str, Any]) -> str:
+        if "response_format" in body:  # JSON answers (tasks, votes) stay the defaults
+            return answer(body)
+        return self.answers.get(body.get("model", "")) or answer(body)
 
     def _next_mode(self) -> str | None:
         with self._lock:

@@ -100,6 +100,7 @@ def _synth_config(tmp_path: Path, url: str) -> dict:
         "docs": {"max_docs": 3}, "taskgen": {"tasks_per_doc": 2},
         "rollout": {"step_limit": 2, "max_tasks": 4},
         "backward": {"max_spans_per_trajectory": 2},
+        "filter": {"choices": 0},  # the stand-in judge answers the four criteria
     }
 
 

@@ -26,8 +26,8 @@ from lbi.synth.filter import distractors_for, filter_example
 from lbi.synth.pipeline import Synthesis
 from lbi.synth.prompts import CHOICE_CRITERIA, IDENTIFIED, parse_judgement, parse_tasks
 from lbi.synth.store import JsonlStore
-from lbi.synth.taskgen import dedupe
-from lbi.types import Example, Step, Task, Trajectory
+from lbi.synth.taskgen import dedupe, select_documents
+from lbi.types import Document, Example, Step, Task, Trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,6 +138,18 @@ def test_choice_check_accepts_only_a_judge_that_picks_the_examples_own_instructi
     assert wrong.votes[0].criteria[IDENTIFIED] is False and "picked" in wrong.votes[0].reason
     assert not unnatural.accepted and unnatural.votes[0].criteria[IDENTIFIED] is True
     assert not unparsable.accepted and "unparsable" in unparsable.votes[0].reason
+
+
+def test_the_docs_sample_grows_by_prefix_and_always_holds_the_included_documents():
+    docs = [Document(id=f"{k:02d}", source=f"docs/page{k}.html", title=f"Page {k}", text="x")
+            for k in range(40)]
+    small, large = select_documents(docs, 5, 0), select_documents(docs, 12, 0)
+    assert len(small) == 5 and {d.id for d in small} <= {d.id for d in large}
+    chosen = select_documents(docs, 3, 0, include=["*page3?.html", "page 7"])
+    assert {"07", "30", "31"} <= {d.id for d in select_documents(docs, 12, 0, ["*page3?.html",
+                                                                              "page 7"])}
+    assert len(chosen) == 3 and all(d.id in {"07"} or d.source.startswith("docs/page3")
+                                    for d in chosen)
 
 
 def test_near_duplicate_tasks_are_dropped():
