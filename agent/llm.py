@@ -36,8 +36,6 @@ litellm.suppress_debug_info = True
 # itself (RequestRejected: what needed it ends in an error, the run goes on).
 _FATAL = (litellm.AuthenticationError, litellm.NotFoundError, litellm.PermissionDeniedError)
 _REJECTED = (litellm.ContextWindowExceededError, litellm.BadRequestError)
-FAILURE_STREAK = 5
-"""Consecutive failed items after which a run takes the cause to be run-level and stops."""
 # Request fields that do not change the answer, left out of the cache key.
 _NOT_IN_KEY = {"timeout", "mock_response", "max_retries", "num_retries"}
 

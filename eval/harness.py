@@ -9,20 +9,18 @@ error rather than a silently mixed row.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig, default_concurrency
+from lbi.agent.llm import LLM, Budget, LLMConfig, default_concurrency
 from lbi.agent.local import LOCAL_PREFIX, resolve_gguf
 from lbi.agent.loop import Agent, AgentConfig, ChatModel, Reference
 from lbi.agent.retrieval import AgenticRetriever, Embedder
+from lbi.agent.runner import finished_episode, run_episode, run_pool
 from lbi.envs import get_env_info, splits
 from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
 from lbi.errors import ConfigError, EndpointFailed, ModelError
@@ -170,33 +168,20 @@ class Evaluation:
         # Decontaminated against every benchmark task of the env, not only the evaluated ones.
         held_out = self.env().benchmark_tasks()
         corpus = self.corpus(spec.retrieval, held_out) if spec.retrieval else None
-        done = {t.id: traj for t in tasks if (traj := _finished(folder / f"{t.id}.json"))}
+        done = {t.id: traj for t in tasks
+                if (traj := finished_episode(folder / f"{t.id}.json"))}
         todo = [t for t in tasks if t.id not in done]
 
         def episode(task: Task) -> None:
             done[task.id] = self.run_episode(spec, task, corpus, folder / f"{task.id}.json")
 
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn()]
-        lost = 0
         workers = self.config.concurrency or default_concurrency(self.config.model_for(spec))
-        pool = ThreadPoolExecutor(max_workers=workers)
-        try:
-            with Progress(*columns, console=self.console) as progress:
-                bar = progress.add_task(spec.name, total=len(tasks), completed=len(done))
-                for future in as_completed([pool.submit(episode, t) for t in todo]):
-                    try:
-                        future.result()  # a model error (bad key, budget) ends the evaluation
-                    except LLMCallFailed:  # the endpoint failed: unfinished, rerun later
-                        lost += 1
-                        continue
-                    progress.advance(bar)
-        except BaseException:  # Ctrl-C or a run-level error: drop the queue, keep what finished
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
-        if lost:
-            self.lost[spec.name] = lost
+        outcome = run_pool(todo, episode, workers=workers, description=spec.name,
+                           console=self.console, completed=len(done), total=len(tasks))
+        if outcome.stopped_by:
+            self.console.print(f"[yellow]{spec.name}: stopped early:[/] {outcome.stopped_by}")
+        if len(done) < len(tasks):  # the endpoint failed: unfinished, rerun later
+            self.lost[spec.name] = len(tasks) - len(done)
             return None
         trajectories = [done[t.id] for t in tasks]
         row = {"name": spec.name, **settings, "tasks": [t.id for t in tasks],
@@ -226,10 +211,8 @@ class Evaluation:
         agent = Agent(llm, self.env(), AgentConfig(step_limit=self.config.step_limit,
                                                    episode_timeout_s=self.config.episode_timeout_s),
                       reference=reference)
-        started = time.perf_counter()
-        traj = agent.run(task, save_to=path)
-        wall = round(time.perf_counter() - started, 2)
-        traj.provenance.update(agent_config=spec.name, wall_s=wall, llm=budget.summary())
+        traj = run_episode(agent, task, path, budget)
+        traj.provenance["agent_config"] = spec.name
         atomic_write_text(path, traj.model_dump_json(indent=2))
         return traj
 
@@ -251,16 +234,3 @@ class Evaluation:
                               "delete that folder")
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(marker, text)
-
-
-def _finished(path: Path) -> Trajectory | None:
-    """The saved episode at ``path`` if it ended (a budget stop or a crash mid-run is redone)."""
-    if not path.exists():
-        return None
-    try:
-        traj = Trajectory.model_validate_json(path.read_text())
-    except ValueError:
-        return None
-    if traj.termination in (None, "budget") or "wall_s" not in traj.provenance:
-        return None
-    return traj

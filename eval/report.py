@@ -1,7 +1,7 @@
 """Metrics of a set of episodes, and the results files: JSON, a markdown table, a bar chart.
 
-Success means one thing everywhere (``lbi run``, ``lbi eval``, the chart): an episode is solved
-when the environment scored it with reward ≥ 1; the success rate is solved episodes over all
+Success means one thing everywhere (``lbi run``, ``lbi eval``, ``lbi synth``'s rollouts, the
+chart): ``Trajectory.solved``, reward ≥ 1; the success rate is solved episodes over all
 episodes (an episode that ended in an error counts as not solved).
 """
 
@@ -27,11 +27,6 @@ COLUMNS = [  # (header, key, format)
 ]
 
 
-def solved(trajectory: Trajectory) -> bool:
-    """Whether an episode counts as a success."""
-    return trajectory.reward is not None and trajectory.reward >= 1.0
-
-
 def success_text(k: int, n: int) -> str:
     """``12.3% [9.1, 16.2] (55/447)``: the rate, its Wilson interval and the counts."""
     if not n:
@@ -44,7 +39,7 @@ def metrics(trajectories: list[Trajectory]) -> dict[str, Any]:
     """Success rate with its interval, steps, LLM usage (recorded per episode, query-writing
     calls and format re-asks included), cost and wall time of the episodes."""
     n = len(trajectories)
-    k = sum(solved(t) for t in trajectories)
+    k = sum(t.solved for t in trajectories)
     low, high = stats.wilson_interval(k, n)
     usage = [t.provenance.get("llm", {}) for t in trajectories]
 
@@ -67,7 +62,7 @@ def metrics(trajectories: list[Trajectory]) -> dict[str, Any]:
                                      if s.retrieval]),
         "reference_tokens_per_step": _mean([s.retrieval.tokens for t in trajectories
                                             for s in t.steps if s.retrieval]),
-        "solved_tasks": sorted(t.task.id for t in trajectories if solved(t)),
+        "solved_tasks": sorted(t.task.id for t in trajectories if t.solved),
         "errors": sum(t.termination == "error" for t in trajectories),
         "error_tasks": sorted(t.task.id for t in trajectories if t.termination == "error"),
     }

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import track
 from rich.table import Table
 
 from lbi.errors import EndpointFailed, LbiError
@@ -212,11 +211,13 @@ def run(
     Exits with 1 when an episode ended in an error (or the model endpoint failed)."""
     from pydantic import ValidationError
 
-    from lbi.agent.llm import LLM, Budget, LLMCallFailed, LLMConfig
+    from lbi.agent.llm import LLM, Budget, LLMConfig, default_concurrency
     from lbi.agent.loop import Agent, AgentConfig
+    from lbi.agent.runner import run_episode, run_pool
     from lbi.config import parse_overrides
     from lbi.envs import make_env, splits
-    from lbi.types import Task, content_id
+    from lbi.envs.base import EnvPerThread
+    from lbi.types import Task, Trajectory, content_id
 
     environment = make_env(env)
     benchmark = {t.id: t for t in environment.benchmark_tasks()}
@@ -236,38 +237,42 @@ def run(
         raise LbiError("invalid option: " + "; ".join(
             f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
     llm = LLM(model_config, budget)
-    agent = Agent(llm, environment, AgentConfig(step_limit=step_limit))
     run_dir = out / env / model.replace("/", "_")
-    results = []
+    results: dict[str, Trajectory] = {}
+    failed: list[str] = []
+    envs = EnvPerThread(lambda: make_env(env))
+
+    def episode(t: Task) -> None:
+        if not quiet:
+            console.rule(f"[bold]{t.id}[/]: {t.instruction}")
+        path = run_dir / f"{t.id}.json"
+        agent = Agent(llm, envs.get(), AgentConfig(step_limit=step_limit))
+        traj = results[t.id] = run_episode(agent, t, path,
+                                           on_step=None if quiet else _print_step)
+        if traj.termination == "error":
+            failed.append(t.id)
+        reward = "—" if traj.reward is None else f"{traj.reward:g}"
+        console.print(f"{t.id}: {traj.termination} after {len(traj.steps)} steps, reward "
+                      f"{reward} → {path}" + (f" [red]{traj.error}[/]" if traj.error else ""))
+
     started = time.perf_counter()
-    tasks_iter = track(chosen, description=f"{env} × {model}", console=console) if (
-        quiet and len(chosen) > 1) else chosen
-    failed = []
     try:
-        for t in tasks_iter:
-            if not quiet:
-                console.rule(f"[bold]{t.id}[/]: {t.instruction}")
-            path = run_dir / f"{t.id}.json"
-            try:
-                traj = agent.run(t, save_to=path, on_step=None if quiet else _print_step)
-            except LLMCallFailed as exc:
-                console.print(f"{t.id}: [red]the model endpoint failed[/] ({exc}); not scored")
-                failed.append(t.id)
-                continue
-            results.append(traj)
-            if traj.termination == "error":
-                failed.append(t.id)
-            reward = "—" if traj.reward is None else f"{traj.reward:g}"
-            console.print(f"{t.id}: {traj.termination} after {len(traj.steps)} steps, "
-                          f"reward {reward} → {path}" + (f" [red]{traj.error}[/]" if traj.error
-                                                         else ""))
+        # Steps are printed one episode at a time; --quiet runs as many as the server has slots.
+        outcome = run_pool(chosen, episode, description=f"{env} × {model}", console=console,
+                           workers=default_concurrency(model_config) if quiet else 1)
     finally:
         environment.close()
+        envs.close()
         if len(chosen) > 1:
-            _summary(results, budget, time.perf_counter() - started, run_dir)
-    if failed:
-        raise LbiError(f"{len(failed)} of {len(chosen)} episode(s) failed: {', '.join(failed)} "
-                       "(the error of each is printed above and saved in its trajectory)")
+            _summary([results[t.id] for t in chosen if t.id in results], budget,
+                     time.perf_counter() - started, run_dir)
+    if outcome.stopped_by:
+        console.print(f"[yellow]stopped early:[/] {outcome.stopped_by}")
+    unfinished = [t.id for t in chosen if t.id not in results]
+    if failed or unfinished:
+        raise LbiError(f"{len(failed) + len(unfinished)} of {len(chosen)} episode(s) failed: "
+                       f"{', '.join(failed + unfinished)} (an episode's error is printed above "
+                       "and saved in its trajectory; one the model endpoint failed is not scored)")
 
 
 @app.command()

@@ -127,6 +127,12 @@ class Trajectory(BaseModel):
     built with the same text, whatever the environment's config is later)."""
 
     @property
+    def solved(self) -> bool:
+        """Success, the one definition every report uses: the environment scored the episode
+        with reward >= 1 (an unscored or failed episode is not solved)."""
+        return self.reward is not None and self.reward >= 1.0
+
+    @property
     def observations(self) -> list[str]:
         """o_0 .. o_n."""
         return [s.observation for s in self.steps] + [self.final_observation]

@@ -12,24 +12,15 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lbi.agent.llm import (
-    FAILURE_STREAK,
-    LLM,
-    Budget,
-    LLMCallFailed,
-    LLMConfig,
-    RequestRejected,
-    default_concurrency,
-)
+from lbi.agent.llm import LLM, Budget, LLMConfig, default_concurrency
 from lbi.agent.loop import Agent, AgentConfig, ChatModel
+from lbi.agent.runner import run_episode, run_pool
 from lbi.envs import get_env_info, splits
 from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
 from lbi.errors import BudgetExceeded, ConfigError
@@ -48,7 +39,6 @@ T = TypeVar("T")
 
 STAGES = ("docs", "taskgen", "rollouts", "backward", "filter", "export")
 """In order; each resumes from the stores of the ones before it."""
-"""Failed model calls in a row (each after its retries) after which a run stops."""
 
 
 class BackwardFailure(BaseModel):
@@ -94,59 +84,24 @@ class Synthesis:
                                  "Finished work is saved; rerun (or raise max_wall_s) to go on.")
 
     def _parallel(self, items: list[T], fn: Callable[[T], object], description: str) -> None:
-        """Run ``fn`` over ``items`` on a bounded pool with a progress bar.
-
-        When a budget runs out, no new item starts (in this or a later stage); what finished is
-        kept and the later stages still collect and export it. An item whose model call failed
-        (LLMCallFailed: the endpoint, after its retries) stores nothing and is counted in
-        ``self.lost``; one whose request was refused (RequestRejected, e.g. too long for the
-        context) is skipped and counted in ``self.rejected``. After several failures in a row the
-        cause is taken to be run-level and the run stops starting items. Ctrl-C cancels the
-        queue at once (items in flight finish and are kept).
-        """
+        """Run ``fn`` over ``items`` with the failure policy of ``agent/runner.py``: when a
+        budget runs out or the endpoint keeps failing, no new item starts (in this or a later
+        stage); what finished is kept and the later stages still collect and export it."""
         if not items or self.stopped_by:
             return
         workers = self.config.rollout.concurrency or default_concurrency(
             self.config.models.agent)
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn()]
 
         def job(item: T) -> None:
             self._check_time()
             fn(item)
 
-        streak = 0
-        pool = ThreadPoolExecutor(max_workers=workers)
-        try:
-            with Progress(*columns, console=self.console, transient=False) as progress:
-                bar = progress.add_task(description, total=len(items))
-                pending = {pool.submit(job, item) for item in items}
-                while pending and not self.stopped_by:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        error = future.exception()
-                        if isinstance(error, LLMCallFailed | RequestRejected):
-                            failures = self.lost if isinstance(error, LLMCallFailed) else (
-                                self.rejected)
-                            failures[description] = failures.get(description, 0) + 1
-                            streak += 1
-                            if streak >= FAILURE_STREAK:
-                                self.stopped_by = (f"the model endpoint failed {streak} calls "
-                                                   f"in a row (last: {error})")
-                            continue
-                        if isinstance(error, BudgetExceeded):
-                            self.stopped_by = str(error)
-                        elif error is not None:
-                            raise error
-                        streak = 0
-                        progress.advance(bar)
-                for other in pending:
-                    other.cancel()
-                wait(pending)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
+        outcome = run_pool(items, job, workers=workers, description=description,
+                           console=self.console)
+        for count, failures in ((outcome.lost, self.lost), (outcome.rejected, self.rejected)):
+            if count:
+                failures[description] = failures.get(description, 0) + count
+        self.stopped_by = outcome.stopped_by
 
     def _stage(self, name: str, budget: Budget, started: float, **counts: Any) -> None:
         self.stats["stages"][name] = {**counts, **budget.summary(),
@@ -207,8 +162,7 @@ class Synthesis:
         agent_config = AgentConfig(step_limit=rc.step_limit, episode_timeout_s=rc.episode_timeout_s)
 
         def roll(task: Task) -> None:
-            traj = Agent(llm, self.env(), agent_config).run(task)
-            store.append(traj)
+            store.append(run_episode(Agent(llm, self.env(), agent_config), task))
 
         ids = {t.id: Agent.trajectory_id(t, llm.name, self.config.env) for t in tasks}
         self._parallel([t for t in tasks if ids[t.id] not in store], roll, "rollouts")
@@ -216,7 +170,9 @@ class Synthesis:
         done = [t for t in trajectories if t is not None]
         self._stage("rollouts", budget, started, trajectories=len(done),
                     steps=sum(len(t.steps) for t in done),
-                    terminations=dict(Counter(t.termination for t in done)))
+                    terminations=dict(Counter(t.termination for t in done)),
+                    scored=sum(t.reward is not None for t in done),
+                    solved=sum(t.solved for t in done))
         return done
 
     def examples(self, trajectories: list[Trajectory]) -> list[Example]:

@@ -1,0 +1,127 @@
+"""Running work on a bounded pool: the episodes of ``lbi run``, ``lbi eval`` and ``lbi synth``,
+and synthesis's other model-bound items (task generation, backward construction, votes).
+
+One failure policy for all of them:
+- an item whose model call failed after its retries (``LLMCallFailed``: the endpoint, not the
+  item) stores nothing and is counted as *lost*, to be redone by the next run;
+- an item whose request was refused (``RequestRejected``, e.g. longer than the context) is
+  counted as *rejected* and skipped (an episode records it as its own error instead);
+- after ``FAILURE_STREAK`` such failures in a row the cause is taken to be the run's (the
+  endpoint is down), and no new item starts; a budget that runs out stops new items too;
+- any other exception (a bad key, an unknown model, a bug) cancels the queue and is raised;
+  Ctrl-C cancels the queue at once; items in flight finish and are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lbi.agent.llm import Budget, LLMCallFailed, RequestRejected
+from lbi.agent.loop import Agent
+from lbi.errors import BudgetExceeded
+from lbi.io import atomic_write_text
+from lbi.types import Step, Task, Trajectory
+
+T = TypeVar("T")
+
+FAILURE_STREAK = 5
+"""Failed model calls in a row (each after its retries) after which a run stops."""
+
+
+@dataclass
+class PoolOutcome:
+    """What happened to the items of one ``run_pool``."""
+
+    finished: int = 0
+    lost: int = 0
+    """Items whose model call failed (the endpoint): nothing stored, redone on the next run."""
+    rejected: int = 0
+    """Items whose request the endpoint refused (e.g. too long): skipped."""
+    stopped_by: str | None = None
+    """Why no new item was started (a budget, a failing endpoint), if that happened."""
+
+
+def run_pool(items: Iterable[T], fn: Callable[[T], object], *, workers: int, description: str,
+             console: Console, completed: int = 0, total: int | None = None) -> PoolOutcome:
+    """Run ``fn`` over ``items`` on ``workers`` threads with one progress bar (``completed`` of
+    ``total`` already done), under the failure policy of this module."""
+    items = list(items)
+    outcome = PoolOutcome()
+    if not items:
+        return outcome
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn()]
+    streak = 0
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task(description, total=total or completed + len(items),
+                                    completed=completed)
+            pending = {pool.submit(fn, item) for item in items}
+            while pending and not outcome.stopped_by:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    error = future.exception()
+                    if isinstance(error, LLMCallFailed | RequestRejected):
+                        if isinstance(error, LLMCallFailed):
+                            outcome.lost += 1
+                        else:
+                            outcome.rejected += 1
+                        streak += 1
+                        if streak >= FAILURE_STREAK:
+                            outcome.stopped_by = (f"the model endpoint failed {streak} calls "
+                                                  f"in a row (last: {error})")
+                        continue
+                    if isinstance(error, BudgetExceeded):
+                        outcome.stopped_by = str(error)
+                        continue
+                    if error is not None:
+                        raise error
+                    streak = 0
+                    outcome.finished += 1
+                    progress.advance(bar)
+            for other in pending:
+                other.cancel()
+            wait(pending)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return outcome
+
+
+def run_episode(agent: Agent, task: Task, path: Path | None = None,
+                budget: Budget | None = None,
+                on_step: Callable[[Step, str], None] | None = None) -> Trajectory:
+    """One episode, saved to ``path`` after every step; its wall time (and, given the budget
+    its model was made with, its LLM usage) goes into its provenance, which marks it finished."""
+    started = time.perf_counter()
+    traj = agent.run(task, save_to=path, on_step=on_step)
+    traj.provenance["wall_s"] = round(time.perf_counter() - started, 2)
+    if budget is not None:
+        traj.provenance["llm"] = budget.summary()
+    if path is not None:
+        atomic_write_text(path, traj.model_dump_json(indent=2))
+    return traj
+
+
+def finished_episode(path: Path) -> Trajectory | None:
+    """The episode saved at ``path`` if it ended (one stopped by a budget or cut off mid-run is
+    redone)."""
+    if not path.exists():
+        return None
+    try:
+        traj = Trajectory.model_validate_json(path.read_text())
+    except ValueError:
+        return None
+    if traj.termination in (None, "budget") or "wall_s" not in traj.provenance:
+        return None
+    return traj
