@@ -13,7 +13,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,10 @@ import diskcache  # noqa: E402
 import litellm  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
-from lbi.agent import local, server  # noqa: E402
+from lbi.agent.providers import is_embedded, provider_for  # noqa: E402
 from lbi.assets import lbi_home  # noqa: E402
 from lbi.errors import BudgetExceeded, ModelError  # noqa: E402
+from lbi.protocols import Completion  # noqa: E402
 from lbi.types import LLMCall, content_id  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class LLMConfig(BaseModel):
 def default_concurrency(config: LLMConfig) -> int:
     """Episodes to run at once against ``config`` when a run does not say: the slots of a
     local model's server (one episode per slot keeps its prompt cache warm), else 4."""
-    return config.slots if config.model.startswith(local.LOCAL_PREFIX) else 4
+    return config.slots if is_embedded(config.model) else 4
 
 
 class Budget:
@@ -153,14 +153,6 @@ class Budget:
                 "llm_seconds": round(self.llm_seconds, 2)}
 
 
-@dataclass
-class Completion:
-    text: str
-    call: LLMCall
-    truncated: bool = False
-    """The answer stopped at ``max_tokens`` (finish reason ``length``): it may end mid-action."""
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("LBI_CACHE_DIR", lbi_home() / "llm-cache"))
 
@@ -170,20 +162,13 @@ _slots: dict[tuple[str, str | None], threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
 
 
-_endpoints: dict[str, tuple[str, float]] = {}  # server key -> (URL, when last seen healthy)
-_HEALTH_TTL_S = 10.0  # a server seen healthy this recently is trusted without a /health GET
-_thread_slots: dict[str, dict[int, int]] = {}
-_endpoints_lock = threading.Lock()
-
-
 def _endpoint_slots(config: LLMConfig) -> threading.BoundedSemaphore:
     """The semaphore that bounds concurrent requests to one endpoint."""
     key = (config.model, config.api_base)
-    local_model = config.model.startswith(local.LOCAL_PREFIX)
     with _slots_lock:
         if key not in _slots:
             _slots[key] = threading.BoundedSemaphore(
-                config.slots if local_model else config.max_concurrency)
+                provider_for(config.model).capacity(config))
         return _slots[key]
 
 
@@ -210,37 +195,18 @@ def _cache_op(op: Callable[[diskcache.Cache], Any]) -> Any:
 
 def validate_model(config: LLMConfig) -> None:
     """Fail early, with the fix, on an unknown model, a missing API key or a missing model file."""
-    if config.model.startswith(local.LOCAL_PREFIX):
-        local.resolve_gguf(config.model)
-        server.server_binary()
-        return
-    try:
-        litellm.get_llm_provider(config.model, api_base=config.api_base)
-    except Exception as exc:
-        raise ModelError(
-            f"unknown model {config.model!r}: litellm cannot tell its provider. Use a provider "
-            "prefix (anthropic/…, openai/…, gemini/…, hosted_vllm/… with api_base) or "
-            "local/<embedded model>; `lbi models` lists the embedded ones."
-        ) from exc
-    env = litellm.validate_environment(model=config.model, api_base=config.api_base)
-    if not env["keys_in_environment"] and config.api_base is None:
-        keys = ", ".join(env["missing_keys"]) or "the provider's API key"
-        raise ModelError(f"missing API key for {config.model}: set {keys} in the environment "
-                         "(keys are read from the environment only).")
+    provider_for(config.model).validate(config)
 
 
 class LLM:
     """A configured model with call recording, caching, retries and a budget."""
 
     def __init__(self, config: LLMConfig, budget: Budget | None = None) -> None:
-        validate_model(config)
+        self.provider = provider_for(config.model)
+        self.provider.validate(config)
         self.config = config
         self.budget = budget or Budget()
         self._slots = _endpoint_slots(config)
-        self._server_spec = server.ServerSpec(
-            model=str(local.resolve_gguf(config.model)), slots=config.slots,
-            ctx_per_slot=config.n_ctx, threads=config.threads,
-        ) if config.model.startswith(local.LOCAL_PREFIX) else None
 
     @property
     def name(self) -> str:
@@ -248,68 +214,19 @@ class LLM:
 
     def _kwargs(self, messages: list[dict[str, Any]], overrides: dict[str, Any]) -> dict[str, Any]:
         c = self.config
-        kwargs: dict[str, Any] = {
+        return {
             "model": c.model, "messages": messages, "temperature": c.temperature,
             "max_tokens": c.max_tokens, "timeout": c.timeout_s, **c.extra,
             # One retry layer, ours: the provider SDKs (OpenAI's retries twice by default) and
             # litellm's own wrapper are told not to retry.
-            "max_retries": 0, "num_retries": 0,
+            "max_retries": 0, "num_retries": 0, **overrides,
         }
-        if c.api_base:
-            kwargs["api_base"] = c.api_base
-            if c.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
-                kwargs["api_key"] = "EMPTY"  # local OpenAI-compatible servers need no key
-        kwargs.update(overrides)
-        if not (c.api_base or c.model.startswith(local.LOCAL_PREFIX)):  # a hosted provider
-            kwargs.pop("grammar", None)  # GBNF is a llama.cpp feature
-            fmt = kwargs.get("response_format")
-            if isinstance(fmt, dict) and fmt.get("type") == "json_object" and "schema" in fmt:
-                kwargs["response_format"] = {"type": "json_object"}  # schema: llama.cpp only
-        return kwargs
-
-    def _request(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The request as sent. A local model goes to its managed llama-server, on this
-        thread's slot (an episode runs on one thread, so its growing history hits the slot's
-        prompt cache); a GBNF grammar travels in the body, where llama-server reads it."""
-        body = dict(kwargs.pop("extra_body", None) or {})
-        if "grammar" in kwargs:
-            body["grammar"] = kwargs.pop("grammar")
-        if self.config.model.startswith(local.LOCAL_PREFIX):
-            url, slot = self._local_endpoint()
-            kwargs.update(model="openai/" + self.config.model.removeprefix(local.LOCAL_PREFIX),
-                          api_base=f"{url}/v1", api_key="EMPTY")
-            body.update(cache_prompt=True, id_slot=slot)
-        if body:
-            kwargs["extra_body"] = body
-        return kwargs
-
-    def _local_endpoint(self) -> tuple[str, int]:
-        """(server URL, slot of this thread) of the managed llama-server for this model. The
-        server's health is checked at most every few seconds, and again after a failed request
-        (a crashed server is restarted by its supervisor, or started anew here)."""
-        spec = self._server_spec
-        assert spec is not None
-        with _endpoints_lock:
-            url, seen = _endpoints.get(spec.key, ("", 0.0))
-            now = time.monotonic()
-            if now - seen > _HEALTH_TTL_S:
-                if not (url and server.healthy(url, timeout=0.5)):
-                    url = server.ensure_server(spec)
-                _endpoints[spec.key] = (url, now)
-            slots = _thread_slots.setdefault(spec.key, {})
-            thread = threading.get_ident()
-            if thread not in slots:
-                slots[thread] = len(slots) % spec.slots
-            return url, slots[thread]
 
     def _cache_key(self, kwargs: dict[str, Any]) -> str | None:
         if not self.config.cache:
             return None
         fields = {k: v for k, v in kwargs.items() if k not in _NOT_IN_KEY and k != "api_key"}
-        if self.config.model.startswith(local.LOCAL_PREFIX):
-            # A model file replaced under the same name (re-training into the same path) must
-            # not return the old model's answers: the key holds the file's content hash.
-            fields["model"] = local.fingerprint(self.config.model)
+        fields["model"] = self.provider.cache_model(self.config)
         return content_id(fields)
 
     def _cached(self, key: str | None) -> Completion | None:
@@ -325,12 +242,7 @@ class LLM:
                 key: str | None) -> Completion:
         truncated = getattr(response.choices[0], "finish_reason", None) == "length"
         usage = getattr(response, "usage", None)
-        cost = None
-        if not self.config.model.startswith(local.LOCAL_PREFIX):
-            try:
-                cost = litellm.completion_cost(completion_response=response)
-            except Exception:  # unknown price: record None, not a made-up number
-                cost = None
+        cost = self.provider.cost(response)
         call = LLMCall(
             model=self.config.model,
             input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
@@ -383,12 +295,11 @@ class LLM:
                         deadline = time.monotonic() + self.config.deadline_s
                     kwargs["timeout"] = max(0.1, min(self.config.timeout_s,
                                                      deadline - time.monotonic()))
-                    response = litellm.completion(**self._request(dict(kwargs)))
+                    response = litellm.completion(**self.provider.route(self.config,
+                                                                        dict(kwargs)))
                     text = response.choices[0].message.content or ""  # malformed: retried
                 return self._record(response, text, started, attempt, key)
             except Exception as exc:
-                if self._server_spec is not None:  # check the server before the next attempt
-                    with _endpoints_lock:
-                        _endpoints.pop(self._server_spec.key, None)
+                self.provider.failed(self.config)  # e.g. check the server before the next try
                 time.sleep(self._retry_delay(exc, attempt, deadline or time.monotonic()))
         raise AssertionError("unreachable")

@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
-from lbi.agent.llm import Completion, LLMCallFailed, RequestRejected
+from lbi.agent.llm import LLMCallFailed, RequestRejected
 from lbi.agent.prompts import (
     RESPONSE_GRAMMAR,
     STOP_SEQUENCES,
@@ -22,27 +21,13 @@ from lbi.agent.prompts import (
     build_messages,
     parse_response,
 )
-from lbi.envs.base import Environment
 from lbi.errors import BudgetExceeded, EnvError, ModelError
 from lbi.io import atomic_write_text
+from lbi.protocols import ChatModel, Environment, Reference
 from lbi.redact import redact_text
-from lbi.types import LLMCall, Retrieval, Step, Task, Trajectory, content_id, utc_now
+from lbi.types import LLMCall, Step, Task, Trajectory, content_id, utc_now
 
 log = logging.getLogger(__name__)
-
-
-class ChatModel(Protocol):
-    """What the loop needs of a model: ``LLM`` and ``ScriptedLLM`` both fit."""
-
-    @property
-    def name(self) -> str: ...
-
-    def complete(self, messages: list[dict[str, str]], **overrides: Any) -> Completion: ...
-
-
-Reference = Callable[[Task, list[Step], str], Retrieval]
-"""Produces the 'additional information' block for a step (retrieved examples, docs); the
-record is kept on the step."""
 
 
 @dataclass

@@ -32,7 +32,7 @@ from lbi.types import Document, Example, LLMCall, Retrieval, Step, Task
 if TYPE_CHECKING:
     import numpy as np
 
-    from lbi.agent.loop import ChatModel
+    from lbi.protocols import ChatModel
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 Source = Literal["observation", "instruction", "model"]

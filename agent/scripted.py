@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lbi.agent.llm import Budget, Completion
+from lbi.agent.llm import Budget
+from lbi.protocols import Completion
 from lbi.types import LLMCall
 
 Answer = str | Callable[[list[dict[str, Any]]], str]

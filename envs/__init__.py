@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 
-from lbi.envs.base import Environment
 from lbi.errors import ConfigError, EnvError
+from lbi.protocols import Environment
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "lbi.envs"

@@ -1,13 +1,14 @@
-"""The environment protocol every environment implements, and shared helpers."""
+"""What environments share: task contexts, one instance per worker thread, the infrastructure
+probe, text helpers. The protocol itself is ``lbi.protocols.Environment``."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from lbi.types import Document, Step, Task
+from lbi.protocols import Environment
 
 
 @dataclass(frozen=True)
@@ -23,50 +24,6 @@ class TaskContext:
     def covers(self, source: str) -> bool:
         return any(source == s or source.startswith(s.rstrip("/") + "/")
                    for s in self.doc_sources)
-
-
-@runtime_checkable
-class Environment(Protocol):
-    """An environment the agent acts in.
-
-    ``reset`` starts an episode from a clean, deterministic state and returns o0; ``step``
-    applies one action and returns (observation, done). Actions run sandboxed: they cannot touch
-    the host, and each has a time limit.
-
-    Optional: ``describe_action(observation, action) -> str | None`` names what an action acts
-    on in words (web: the element behind an id); the agent loop stores it as ``Step.target``.
-    """
-
-    name: str
-    action_space: str
-    """How to act, for the system prompt."""
-
-    def reset(self, task: Task) -> str: ...
-
-    def step(self, action: str) -> tuple[str, bool]: ...
-
-    def evaluate(self) -> float | None:
-        """The episode's reward when the environment can check it (the task has a gold)."""
-        ...
-
-    def docs(self) -> Iterable[Document]:
-        """The documentation corpus used to generate tasks."""
-        ...
-
-    def benchmark_tasks(self) -> list[Task]:
-        """Held-out evaluation tasks with gold answers."""
-        ...
-
-    def task_contexts(self) -> list[TaskContext]:
-        """The set-ups a generated task can target (e.g. one per database), with a description
-        the task generator sees so that its tasks are doable there."""
-        ...
-
-    def check_span(self, steps: list[Step], final_observation: str) -> bool | None:
-        """The environment's own check of a sub-trajectory (None: it cannot tell)."""
-        ...
-
-    def close(self) -> None: ...
 
 
 def check_infrastructure(env: Environment) -> None:

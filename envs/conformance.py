@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from lbi.envs import get_env_info
-from lbi.envs.base import Environment
+from lbi.protocols import Environment
 from lbi.types import Step, Task
 
 PROTOCOL = ("name", "action_space", "reset", "step", "evaluate", "docs", "benchmark_tasks",

@@ -14,9 +14,9 @@ from pathlib import Path
 from rich.console import Console
 
 from lbi.agent.retrieval import Embedder, Entry, RetrievalIndex, document_entry, example_entry
-from lbi.envs.base import Environment
 from lbi.errors import ConfigError
 from lbi.eval.config import slug
+from lbi.protocols import Environment
 from lbi.synth.decontam import Decontaminator
 from lbi.synth.export import example_from_row, load_dataset_dir
 from lbi.types import Task, content_id

@@ -16,18 +16,18 @@ from typing import Any
 
 from rich.console import Console
 
-from lbi.agent.llm import LLM, Budget, LLMConfig, default_concurrency
-from lbi.agent.local import LOCAL_PREFIX, resolve_gguf
-from lbi.agent.loop import Agent, AgentConfig, ChatModel, Reference
+from lbi.agent.llm import LLM, Budget, LLMConfig, default_concurrency, validate_model
+from lbi.agent.loop import Agent, AgentConfig
 from lbi.agent.retrieval import AgenticRetriever, Embedder
 from lbi.agent.runner import finished_episode, run_episode, run_pool
 from lbi.envs import get_env_info, splits
-from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
+from lbi.envs.base import EnvPerThread, check_infrastructure
 from lbi.errors import ConfigError, EndpointFailed, ModelError
 from lbi.eval import report
 from lbi.eval.config import AgentSpec, EvalConfig, RetrievalConfig
 from lbi.eval.corpora import Corpus, check_dataset, open_corpus
 from lbi.io import atomic_write_text, lock_dir
+from lbi.protocols import ChatModel, Environment, Reference
 from lbi.redact import redact_config
 from lbi.types import Task, Trajectory
 
@@ -148,15 +148,14 @@ class Evaluation:
         return self.config.reference or ("zero-shot" if "zero-shot" in names else None)
 
     def check_models(self, agents: list[AgentSpec]) -> None:
-        """Fail before any episode if a local model file is missing (e.g. not trained yet)."""
+        """Fail before any episode if a row's model cannot run: a local model file missing
+        (e.g. not trained yet), an unknown model, a missing API key."""
         for spec in agents:
-            model = self.config.model_for(spec).model
-            if model.startswith(LOCAL_PREFIX):
-                try:
-                    resolve_gguf(model)
-                except ModelError as exc:
-                    raise ConfigError(f"agent {spec.name!r}: {exc}\nRun the other rows with "
-                                      "--only NAME, or produce the model first.") from None
+            try:
+                validate_model(self.config.model_for(spec))
+            except ModelError as exc:
+                raise ConfigError(f"agent {spec.name!r}: {exc}\nRun the other rows with "
+                                  "--only NAME, or produce the model first.") from None
 
     def run_agent(self, spec: AgentSpec, tasks: list[Task]) -> dict[str, Any] | None:
         """All episodes of one agent configuration (finished ones are read back, not rerun).

@@ -136,7 +136,7 @@ def serve(
     `lbi run/synth/eval` start one by themselves when a local model needs it and stop it when
     no client is left; a server started here stays until `lbi serve MODEL --stop`."""
     from lbi.agent import server
-    from lbi.agent.local import LOCAL_PREFIX, resolve_gguf
+    from lbi.agent.local import LOCAL_PREFIX, resolve_gguf  # `lbi serve` is local-only
 
     if build:
         with console.status("compiling llama-server (about 15 minutes on 2 cores)…"):

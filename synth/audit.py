@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from lbi.envs.base import Environment
+from lbi.protocols import Environment
 from lbi.synth.filter import Judgement
 from lbi.synth.prompts import render_trajectory
 from lbi.synth.store import JsonlStore, write_json

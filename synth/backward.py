@@ -12,7 +12,7 @@ import random
 import re
 from typing import Literal
 
-from lbi.agent.loop import ChatModel
+from lbi.protocols import ChatModel
 from lbi.synth.prompts import (
     ABSTRACTION,
     SUMMARY,

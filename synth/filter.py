@@ -15,8 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from lbi.agent.loop import ChatModel
-from lbi.envs.base import Environment
+from lbi.protocols import ChatModel, Environment
 from lbi.synth.prompts import (
     CHOICE_CRITERIA,
     CRITERIA,

@@ -19,12 +19,13 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from lbi.agent.llm import LLM, Budget, LLMConfig, default_concurrency
-from lbi.agent.loop import Agent, AgentConfig, ChatModel
+from lbi.agent.loop import Agent, AgentConfig
 from lbi.agent.runner import run_episode, run_pool
 from lbi.envs import get_env_info, splits
-from lbi.envs.base import Environment, EnvPerThread, check_infrastructure
+from lbi.envs.base import EnvPerThread, check_infrastructure
 from lbi.errors import BudgetExceeded, ConfigError
 from lbi.io import lock_dir
+from lbi.protocols import ChatModel, Environment
 from lbi.redact import redact_rows
 from lbi.synth import backward, export, taskgen
 from lbi.synth.card import dataset_card

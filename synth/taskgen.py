@@ -7,9 +7,9 @@ import fnmatch
 
 from pydantic import BaseModel
 
-from lbi.agent.loop import ChatModel
 from lbi.agent.prompts import cut_text
-from lbi.envs.base import Environment, TaskContext
+from lbi.envs.base import TaskContext
+from lbi.protocols import ChatModel, Environment
 from lbi.synth.prompts import TASKGEN, TASKS_SCHEMA, json_format, parse_tasks
 from lbi.types import Document, LLMCall, Task, content_id
 

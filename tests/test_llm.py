@@ -82,14 +82,16 @@ def test_cost_budget(openai_key, llm_cache):
 
 def test_a_replaced_local_model_file_does_not_return_cached_answers(tmp_path):
     from lbi.agent.local import fingerprint
+    from lbi.agent.providers import provider_for
 
     model = tmp_path / "model.gguf"
     model.write_bytes(b"GGUF first training run")
     first = fingerprint(f"local/{model}")
     model.write_bytes(b"GGUF second training run, same path")  # re-trained into the same file
     assert fingerprint(f"local/{model}") != first
-    llm = LLM.__new__(LLM)
+    llm = LLM.__new__(LLM)  # no server: only the cache key is computed
     llm.config = LLMConfig(model=f"local/{model}")
+    llm.provider = provider_for(llm.config.model)
     key = llm._cache_key({"model": llm.config.model, "messages": MESSAGES})
     model.write_bytes(b"GGUF third")
     assert llm._cache_key({"model": llm.config.model, "messages": MESSAGES}) != key

@@ -115,11 +115,11 @@ def test_free_cores_is_between_one_and_the_affinity_mask():
 
 
 def test_a_client_whose_server_went_away_starts_a_new_one_on_retry(home, monkeypatch):
-    from lbi.agent import llm as llm_module
+    from lbi.agent import providers
 
     monkeypatch.setattr(server, "default_threads", lambda: 1)
-    monkeypatch.setattr(llm_module, "_HEALTH_TTL_S", 3600.0)  # the URL is trusted, not re-checked
-    monkeypatch.setattr(llm_module, "_endpoints", {})  # not an earlier test's server
+    monkeypatch.setattr(providers, "_HEALTH_TTL_S", 3600.0)  # the URL is trusted, not re-checked
+    monkeypatch.setattr(providers.EMBEDDED, "_endpoints", {})  # not an earlier test's server
     llm = LLM(LLMConfig(model=MODEL, slots=2, n_ctx=2048, max_tokens=4, cache=False,
                         max_retries=1, retry_backoff_s=0.1))
     messages = [{"role": "user", "content": "Say hello."}]

@@ -12,7 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lbi.agent.local import LOCAL_PREFIX, resolve_gguf
+from lbi.agent.local import resolve_gguf
+from lbi.agent.providers import is_embedded
 from lbi.assets import lbi_home
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def gguf_source(model_name_or_path: str) -> Path | None:
     """The GGUF file a model string names, or None for a Hub id / transformers folder."""
-    if model_name_or_path.startswith(LOCAL_PREFIX) or model_name_or_path.endswith(".gguf"):
+    if is_embedded(model_name_or_path) or model_name_or_path.endswith(".gguf"):
         return resolve_gguf(model_name_or_path)
     return None
 

@@ -1,0 +1,182 @@
+"""Where a model's requests go, chosen by the model string's prefix in one place.
+
+- ``local/<name or path.gguf>``: an embedded model, served by the managed llama.cpp server of
+  ``agent/server.py`` (one per model file, slots and context); each thread keeps its slot so an
+  episode's growing history hits the slot's prompt cache; GBNF grammars and JSON schemas reach
+  the server; no cost.
+- anything else: litellm's providers (``anthropic/…``, ``openai/…`` with ``api_base``,
+  ``hosted_vllm/…``, …), priced by litellm where it knows the price; grammars and schemas only
+  reach OpenAI-compatible servers named by ``api_base``.
+
+``LLM`` (agent/llm.py) asks the provider to validate a config, to bound its concurrency, to
+route each request and to name the model in the cache key; nothing else tests a prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+import litellm
+
+from lbi.agent import local, server
+from lbi.errors import ModelError
+
+if TYPE_CHECKING:
+    from lbi.agent.llm import LLMConfig
+
+_HEALTH_TTL_S = 10.0
+"""A server seen healthy this recently is trusted without a /health request."""
+
+
+class Provider(Protocol):
+    def validate(self, config: LLMConfig) -> None:
+        """Fail with the fix on an unknown model, a missing key or a missing model file."""
+
+    def capacity(self, config: LLMConfig) -> int:
+        """Requests in flight at once to the endpoint, across all threads."""
+
+    def route(self, config: LLMConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The litellm keyword arguments of one request, as sent."""
+
+    def cache_model(self, config: LLMConfig) -> str:
+        """The model's identity in the response cache key."""
+
+    def cost(self, response: Any) -> float | None:
+        """USD of a response, None when the price is unknown."""
+
+    def failed(self, config: LLMConfig) -> None:
+        """A request failed: forget what may be stale before the next attempt."""
+
+
+class LitellmProvider:
+    """Hosted providers and OpenAI-compatible servers, through litellm."""
+
+    def validate(self, config: LLMConfig) -> None:
+        try:
+            litellm.get_llm_provider(config.model, api_base=config.api_base)
+        except Exception as exc:
+            raise ModelError(
+                f"unknown model {config.model!r}: litellm cannot tell its provider. Use a "
+                "provider prefix (anthropic/…, openai/…, gemini/…, hosted_vllm/… with api_base) "
+                "or local/<embedded model>; `lbi models` lists the embedded ones."
+            ) from exc
+        env = litellm.validate_environment(model=config.model, api_base=config.api_base)
+        if not env["keys_in_environment"] and config.api_base is None:
+            keys = ", ".join(env["missing_keys"]) or "the provider's API key"
+            raise ModelError(f"missing API key for {config.model}: set {keys} in the "
+                             "environment (keys are read from the environment only).")
+
+    def capacity(self, config: LLMConfig) -> int:
+        return config.max_concurrency
+
+    def route(self, config: LLMConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if config.api_base:
+            kwargs["api_base"] = config.api_base
+            if config.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+                kwargs["api_key"] = "EMPTY"  # local OpenAI-compatible servers need no key
+        else:  # a hosted provider: GBNF and JSON schemas are llama.cpp features
+            kwargs.pop("grammar", None)
+            fmt = kwargs.get("response_format")
+            if isinstance(fmt, dict) and fmt.get("type") == "json_object" and "schema" in fmt:
+                kwargs["response_format"] = {"type": "json_object"}
+        return _grammar_in_body(kwargs)
+
+    def cache_model(self, config: LLMConfig) -> str:
+        return config.model
+
+    def cost(self, response: Any) -> float | None:
+        try:
+            return litellm.completion_cost(completion_response=response)
+        except Exception:  # unknown price: None, not a made-up number
+            return None
+
+    def failed(self, config: LLMConfig) -> None:
+        pass
+
+
+class EmbeddedProvider:
+    """``local/…`` models on their managed llama-server."""
+
+    prefix = local.LOCAL_PREFIX
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._endpoints: dict[str, tuple[str, float]] = {}
+        """Server key -> (URL, when it was last seen healthy)."""
+        self._thread_slots: dict[str, dict[int, int]] = {}
+
+    @staticmethod
+    def spec(config: LLMConfig) -> server.ServerSpec:
+        return server.ServerSpec(model=str(local.resolve_gguf(config.model)),
+                                 slots=config.slots, ctx_per_slot=config.n_ctx,
+                                 threads=config.threads)
+
+    def validate(self, config: LLMConfig) -> None:
+        local.resolve_gguf(config.model)
+        server.server_binary()
+
+    def capacity(self, config: LLMConfig) -> int:
+        return config.slots
+
+    def route(self, config: LLMConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+        url, slot = self._endpoint(self.spec(config))
+        kwargs.update(model="openai/" + config.model.removeprefix(self.prefix),
+                      api_base=f"{url}/v1", api_key="EMPTY")
+        kwargs = _grammar_in_body(kwargs)
+        kwargs["extra_body"] = {**kwargs.get("extra_body", {}), "cache_prompt": True,
+                                "id_slot": slot}
+        return kwargs
+
+    def _endpoint(self, spec: server.ServerSpec) -> tuple[str, int]:
+        """(server URL, slot of this thread). The server's health is checked at most every
+        few seconds, and again after a failed request (a crashed server is restarted by its
+        supervisor, or started anew here)."""
+        with self._lock:
+            url, seen = self._endpoints.get(spec.key, ("", 0.0))
+            now = time.monotonic()
+            if now - seen > _HEALTH_TTL_S:
+                if not (url and server.healthy(url, timeout=0.5)):
+                    url = server.ensure_server(spec)
+                self._endpoints[spec.key] = (url, now)
+            slots = self._thread_slots.setdefault(spec.key, {})
+            thread = threading.get_ident()
+            if thread not in slots:
+                slots[thread] = len(slots) % spec.slots
+            return url, slots[thread]
+
+    def cache_model(self, config: LLMConfig) -> str:
+        # A model file replaced under the same name (re-training into the same path) must not
+        # return the old model's answers: the key holds the file's content hash.
+        return local.fingerprint(config.model)
+
+    def cost(self, response: Any) -> float | None:
+        return None
+
+    def failed(self, config: LLMConfig) -> None:
+        with self._lock:
+            self._endpoints.pop(self.spec(config).key, None)
+
+
+def _grammar_in_body(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A GBNF grammar travels in the request body, where llama.cpp servers read it."""
+    if "grammar" in kwargs:
+        kwargs["extra_body"] = {**(kwargs.get("extra_body") or {}),
+                                "grammar": kwargs.pop("grammar")}
+    return kwargs
+
+
+EMBEDDED = EmbeddedProvider()
+LITELLM = LitellmProvider()
+
+
+def provider_for(model: str) -> Provider:
+    """The provider of a model string."""
+    return EMBEDDED if model.startswith(EMBEDDED.prefix) else LITELLM
+
+
+def is_embedded(model: str) -> bool:
+    """Whether ``model`` is served by the embedded llama.cpp path."""
+    return provider_for(model) is EMBEDDED
