@@ -3,19 +3,24 @@
 # most important rows exist first (issue [4/7]). Each step is resumable and skips finished work,
 # so after an interruption (a session ends) rerun the same command:
 #   nohup bash scripts/experiments.sh > results/experiments.log 2>&1 & echo $! > results/experiments.pid
+# OUT (default: this checkout) is where results/ and released/ are written: a pinned worktree of
+# the code can run the queue while this checkout changes, OUT=/path/to/checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD}
 export OMP_WAIT_POLICY=passive
 step() { echo "== $(date -u +%FT%TZ) $*"; "$@" || echo "== exited with $?: $*"; }
 synth() {  # synth ENV MAX_DOCS:MAX_TASKS... : grow the dataset in steps
   local env=$1; shift
   for docs_tasks in "$@"; do
     step lbi synth --config "configs/experiments/$env.yaml" \
-      --set "docs.max_docs=${docs_tasks%:*}" --set "rollout.max_tasks=${docs_tasks#*:}"
+      --set "docs.max_docs=${docs_tasks%:*}" --set "rollout.max_tasks=${docs_tasks#*:}" \
+      --set "output_dir=$OUT/results/synth/$env" --set "dataset_dir=$OUT/released/$env"
   done
 }
 row() {  # row ENV NAME: one row of configs/eval/ENV.yaml into results/ENV
-  step lbi eval --config "configs/eval/$1.yaml" --only "$2" --set "output_dir=results/$1"
+  step lbi eval --config "configs/eval/$1.yaml" --only "$2" --set "output_dir=$OUT/results/$1" \
+    --set "dataset=$OUT/released/$1"
 }
 synth sql 30:60
 row web "zero-shot"; row code "zero-shot"                       # the 0.5B floors ([3/7])
