@@ -14,6 +14,7 @@ One failure policy for all of them:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -24,13 +25,16 @@ from typing import TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lbi.agent.llm import Budget, LLMCallFailed, RequestRejected
+from lbi.agent.llm import Budget, LLMCallFailed, LLMConfig, RequestRejected
 from lbi.agent.loop import Agent
+from lbi.envs.base import EnvPerThread
 from lbi.errors import BudgetExceeded
 from lbi.io import atomic_write_text
+from lbi.protocols import ChatModel, Environment
 from lbi.types import Step, Task, Trajectory
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 FAILURE_STREAK = 5
 """Failed model calls in a row (each after its retries) after which a run stops."""
@@ -96,6 +100,60 @@ def run_pool(items: Iterable[T], fn: Callable[[T], object], *, workers: int, des
         raise
     pool.shutdown()
     return outcome
+
+
+ModelSource = Callable[[LLMConfig], ChatModel]
+"""The model of a role config, as a worker gets it."""
+Work = Callable[[Environment, ModelSource, T], R]
+"""What one item needs done, given the worker's environment and models: a module-level
+function (or a ``functools.partial`` of one), so that a distributed executor can ship it."""
+
+
+class StageModels:
+    """One model per config for a stage, all counting into the stage's budget (``LLM`` is
+    thread-safe: the workers share them)."""
+
+    def __init__(self, make_model: Callable[[LLMConfig, Budget], ChatModel],
+                 budget: Budget) -> None:
+        self.make_model, self.budget = make_model, budget
+        self._models: dict[str, ChatModel] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, config: LLMConfig) -> ChatModel:
+        key = config.model_dump_json()
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = self.make_model(config, self.budget)
+            return self._models[key]
+
+
+class LocalExecutor:
+    """Items on this machine's threads, each thread with its own environment instance (kept
+    across stages) and the stage's shared models."""
+
+    def __init__(self, make_env: Callable[[], Environment], workers: int) -> None:
+        self.envs = EnvPerThread(make_env)
+        self.workers = workers
+
+    def map(self, items: Iterable[T], work: Work, on_result: Callable[[T, R], object], *,
+            models: ModelSource, description: str, console: Console,
+            before: Callable[[], None] | None = None) -> PoolOutcome:
+        """``on_result(item, work(env, models, item))`` for every item, under the failure
+        policy of ``run_pool``; ``before`` runs before each item (e.g. a time-budget check)."""
+        def job(item: T) -> None:
+            if before is not None:
+                before()
+            on_result(item, work(self.envs.get(), models, item))
+
+        return run_pool(items, job, workers=self.workers, description=description,
+                        console=console)
+
+    def env(self) -> Environment:
+        """The calling thread's environment instance."""
+        return self.envs.get()
+
+    def close(self) -> None:
+        self.envs.close()
 
 
 def run_episode(agent: Agent, task: Task, path: Path | None = None,

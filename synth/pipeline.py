@@ -12,6 +12,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,18 +21,18 @@ from rich.console import Console
 
 from lbi.agent.llm import LLM, Budget, LLMConfig, default_concurrency
 from lbi.agent.loop import Agent, AgentConfig
-from lbi.agent.runner import run_episode, run_pool
+from lbi.agent.runner import LocalExecutor, StageModels, Work
 from lbi.envs import get_env_info, splits
-from lbi.envs.base import EnvPerThread, check_infrastructure
+from lbi.envs.base import check_infrastructure
 from lbi.errors import BudgetExceeded, ConfigError
 from lbi.io import lock_dir
 from lbi.protocols import ChatModel, Environment
 from lbi.redact import redact_rows
-from lbi.synth import backward, export, taskgen
+from lbi.synth import backward, export, taskgen, work
 from lbi.synth.card import dataset_card
 from lbi.synth.config import SynthConfig
 from lbi.synth.decontam import Decontaminator
-from lbi.synth.filter import Judgement, distractors_for, filter_example
+from lbi.synth.filter import Judgement, distractors_for
 from lbi.synth.sft import step_conversations
 from lbi.synth.store import JsonlStore, write_json
 from lbi.types import Document, Example, Task, Trajectory, content_id, utc_now
@@ -63,7 +64,9 @@ class Synthesis:
         self.deadline = (time.monotonic() + config.budget.max_wall_s
                          if config.budget.max_wall_s else None)
         self.env_info = get_env_info(config.env)
-        self._envs = EnvPerThread(lambda: self.env_info.create(**config.env_args))
+        self.executor = LocalExecutor(
+            lambda: self.env_info.create(**config.env_args),
+            config.rollout.concurrency or default_concurrency(config.models.agent))
         self.stats: dict[str, Any] = {"stages": {}}
         self.stopped_by: str | None = None
         """Why the run stopped early (a budget, a failing endpoint), if it did."""
@@ -77,28 +80,23 @@ class Synthesis:
     # ---- helpers ------------------------------------------------------------------------------
     def env(self) -> Environment:
         """This thread's environment instance (environments are not shared between threads)."""
-        return self._envs.get()
+        return self.executor.env()
 
     def _check_time(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise BudgetExceeded(f"time budget used up ({self.config.budget.max_wall_s:g}s). "
                                  "Finished work is saved; rerun (or raise max_wall_s) to go on.")
 
-    def _parallel(self, items: list[T], fn: Callable[[T], object], description: str) -> None:
-        """Run ``fn`` over ``items`` with the failure policy of ``agent/runner.py``: when a
+    def _map(self, items: list[T], work: Work, on_result: Callable[[T, Any], object],
+             models: StageModels, description: str) -> None:
+        """``work`` over ``items`` on the executor, ``on_result`` storing each result. When a
         budget runs out or the endpoint keeps failing, no new item starts (in this or a later
         stage); what finished is kept and the later stages still collect and export it."""
         if not items or self.stopped_by:
             return
-        workers = self.config.rollout.concurrency or default_concurrency(
-            self.config.models.agent)
-
-        def job(item: T) -> None:
-            self._check_time()
-            fn(item)
-
-        outcome = run_pool(items, job, workers=workers, description=description,
-                           console=self.console)
+        outcome = self.executor.map(items, work, on_result, description=description,
+                                    models=models,
+                                    console=self.console, before=self._check_time)
         for count, failures in ((outcome.lost, self.lost), (outcome.rejected, self.rejected)):
             if count:
                 failures[description] = failures.get(description, 0) + count
@@ -130,16 +128,13 @@ class Synthesis:
     def tasks(self, docs: list[Document], decontam: Decontaminator) -> list[Task]:
         started, budget = time.perf_counter(), Budget(parent=self.budget)
         store = JsonlStore(self.out / "taskgen.jsonl", taskgen.TaskGenRecord)
-        llm = self.make_model(self.config.models.generator, budget)
         contexts = self.env().task_contexts()
-        n = self.config.taskgen.tasks_per_doc
-
-        def generate(doc: Document) -> None:
-            store.append(taskgen.generate_for_document(
-                llm, self.env(), doc, n, taskgen.context_for(doc, contexts),
-                self.config.taskgen.doc_chars))
-
-        self._parallel([d for d in docs if d.id not in store], generate, "tasks from docs")
+        tc = self.config.taskgen
+        self._map([(d, taskgen.context_for(d, contexts)) for d in docs if d.id not in store],
+                  partial(work.generate_tasks, generator=self.config.models.generator,
+                          n=tc.tasks_per_doc, doc_chars=tc.doc_chars),
+                  lambda _, record: store.append(record), StageModels(self.make_model, budget),
+                  "tasks from docs")
         records = [store.get(d.id) for d in docs if d.id in store]
         generated = taskgen.tasks_from_records([r for r in records if r], self.config.env)
         unique, duplicates = taskgen.dedupe(generated, self.config.taskgen.dedup_similarity)
@@ -158,15 +153,13 @@ class Synthesis:
     def rollouts(self, tasks: list[Task]) -> list[Trajectory]:
         started, budget = time.perf_counter(), Budget(parent=self.budget)
         store = JsonlStore(self.out / "trajectories.jsonl", Trajectory)
-        llm = self.make_model(self.config.models.agent, budget)
-        rc = self.config.rollout
-        agent_config = AgentConfig(step_limit=rc.step_limit, episode_timeout_s=rc.episode_timeout_s)
-
-        def roll(task: Task) -> None:
-            store.append(run_episode(Agent(llm, self.env(), agent_config), task))
-
-        ids = {t.id: Agent.trajectory_id(t, llm.name, self.config.env) for t in tasks}
-        self._parallel([t for t in tasks if ids[t.id] not in store], roll, "rollouts")
+        rc, agent = self.config.rollout, self.config.models.agent
+        models = StageModels(self.make_model, budget)
+        ids = {t.id: Agent.trajectory_id(t, models(agent).name, self.config.env) for t in tasks}
+        self._map([t for t in tasks if ids[t.id] not in store],
+                  partial(work.roll_out, agent=agent, limits=AgentConfig(
+                      step_limit=rc.step_limit, episode_timeout_s=rc.episode_timeout_s)),
+                  lambda _, traj: store.append(traj), models, "rollouts")
         trajectories = [store.get(ids[t.id]) for t in tasks if ids[t.id] in store]
         done = [t for t in trajectories if t is not None]
         self._stage("rollouts", budget, started, trajectories=len(done),
@@ -180,7 +173,6 @@ class Synthesis:
         started, budget = time.perf_counter(), Budget(parent=self.budget)
         store = JsonlStore(self.out / "examples.jsonl", Example)
         failures = JsonlStore(self.out / "backward_failures.jsonl", BackwardFailure)
-        llm = self.make_model(self.config.models.generator, budget)
         bc = self.config.backward
         jobs: list[tuple[Trajectory, tuple[int, int], Any, str]] = []
         repeated = spans = 0
@@ -195,16 +187,16 @@ class Synthesis:
                     key = backward.example_id(cleaned, span, kind)
                     jobs.append((cleaned, span, kind, key))
 
-        def build(job: tuple[Trajectory, tuple[int, int], Any, str]) -> None:
-            traj, span, kind, key = job
-            result = backward.construct(llm, traj, span, kind)
+        def keep(job: tuple[Trajectory, tuple[int, int], Any, str],
+                 result: Example | str) -> None:
             if isinstance(result, str):
-                failures.append(BackwardFailure(id=key, error=result))
+                failures.append(BackwardFailure(id=job[3], error=result))
             else:
                 store.append(result)
 
         todo = [j for j in jobs if j[3] not in store and j[3] not in failures]
-        self._parallel(todo, build, "backward construction")
+        self._map(todo, partial(work.construct, generator=self.config.models.generator), keep,
+                  StageModels(self.make_model, budget), "backward construction")
         examples = [e for j in jobs if (e := store.get(j[3])) is not None]
         self._stage("backward", budget, started, repeated_steps_removed=repeated,
                     spans_selected=spans, examples_constructed=len(examples),
@@ -215,20 +207,19 @@ class Synthesis:
                    decontam: Decontaminator) -> dict[str, Judgement]:
         started, budget = time.perf_counter(), Budget(parent=self.budget)
         store = JsonlStore(self.out / "judgements.jsonl", Judgement)
-        committee = [self.make_model(c, budget) for c in self.config.models.committee]
         fc = self.config.filter
-
-        def decide(example: Example) -> None:
+        todo = []
+        for example in (e for e in examples if e.id not in store):
             if reason := decontam.example_reason(example):
                 store.append(Judgement(id=example.id, accepted=False, votes=[],
                                        rejected_by="decontamination", reason=reason))
-                return
-            distractors = (distractors_for(example, examples, fc.choices - 1)
-                           if fc.choices >= 2 else [])
-            store.append(filter_example(committee, self.env(), example, fc.rule,
-                                        fc.use_env_check, distractors))
-
-        self._parallel([e for e in examples if e.id not in store], decide, "committee filter")
+            else:
+                todo.append((example, distractors_for(example, examples, fc.choices - 1)
+                             if fc.choices >= 2 else []))
+        self._map(todo, partial(work.judge, committee=self.config.models.committee,
+                                rule=fc.rule, use_env_check=fc.use_env_check),
+                  lambda _, judgement: store.append(judgement),
+                  StageModels(self.make_model, budget), "committee filter")
         result = {e.id: j for e in examples if (j := store.get(e.id)) is not None}
         rejected = Counter(j.rejected_by for j in result.values() if not j.accepted)
         failed = Counter(name for j in result.values() for v in j.votes
@@ -327,7 +318,7 @@ class Synthesis:
             write_json(self.out / "stats.json", self.stats)
             with (self.out / RUNS_FILE).open("a") as runs:
                 runs.write(json.dumps(self._run_record()) + "\n")
-            self._envs.close()
+            self.executor.close()
             lock.close()
 
     def _summarize(self, counts: dict[str, int]) -> None:
