@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from typing import Literal
 
 from lbi.protocols import ChatModel
@@ -37,14 +38,16 @@ def all_spans(n: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(n) for j in range(i + 1, n + 1)]
 
 
-def select_spans(n: int, cap: int, weights: dict[Bucket, float],
-                 seed: str) -> list[tuple[int, int]]:
+def select_spans(n: int, cap: int, weights: dict[Bucket, float], seed: str,
+                 failed: frozenset[int] = frozenset()) -> list[tuple[int, int]]:
     """At most ``cap`` spans of a trajectory with ``n`` steps, spread over the length buckets in
-    proportion to ``weights``; the same (n, cap, weights, seed) always gives the same spans."""
+    proportion to ``weights``; the same arguments always give the same spans. Spans holding a
+    step in ``failed`` (indexes of actions that failed) are never chosen."""
     rng = random.Random(seed)
     pools: dict[Bucket, list[tuple[int, int]]] = {b: [] for b in BUCKETS}
     for span in all_spans(n):
-        pools[bucket_of(span[1] - span[0])].append(span)
+        if not failed.intersection(range(*span)):
+            pools[bucket_of(span[1] - span[0])].append(span)
     for pool in pools.values():
         rng.shuffle(pool)
     chosen: list[tuple[int, int]] = []
@@ -72,6 +75,20 @@ def drop_repeated_steps(traj: Trajectory) -> tuple[Trajectory, int]:
             continue
         kept.append(step)
     return traj.model_copy(update={"steps": kept}), removed
+
+
+def failed_steps(traj: Trajectory, check: Callable[[list[Step], str], bool | None]
+                 ) -> frozenset[int]:
+    """Indexes of the steps whose action the environment's span check rejects on its own (an
+    error, a failed command): a span through one is a detour, not a demonstration."""
+    observations = traj.observations
+    return frozenset(k for k, step in enumerate(traj.steps)
+                     if check([step], observations[k + 1]) is False)
+
+
+_META = re.compile(r"\b(the agent|sequence of (actions|observations)|trajectory|"
+                   r"(action|observation)s? \d|the (above|following) (actions|steps))\b", re.I)
+_PREAMBLE = re.compile(r"^.{0,200}?(following|this) (task )?instruction( is)?\s*:\s*", re.I | re.S)
 
 
 def example_id(traj: Trajectory, span: tuple[int, int], kind: str) -> str:
@@ -102,11 +119,13 @@ def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
     prompt = template.format(env=traj.task.env, trajectory=rendered,
                              max_sentences=2 * len(steps) + 1)
     out = llm.complete([{"role": "user", "content": prompt}])
-    instruction = parse_instruction(out.text)
+    instruction = parse_instruction(_PREAMBLE.sub("", out.text.strip()))
     if len(instruction) < 10:
         return f"unusable instruction: {out.text[:200]!r}"
     if _ECHO.search(instruction):  # small models sometimes copy the rendered trajectory back
         return f"the answer echoes the trajectory: {out.text[:200]!r}"
+    if kind == "abstraction" and _META.search(instruction):  # about the agent, not a task
+        return f"the answer talks about the trajectory, not a task: {out.text[:200]!r}"
     if kind == "summary":
         instruction = SUMMARY_PREFIX + instruction
     return Example(

@@ -65,6 +65,10 @@ class BackwardConfig(_Strict):
         "short": 1.0, "medium": 1.0, "long": 1.0}
     """Share of the kept spans from each length bucket: short (<5 steps), medium (5-9),
     long (>=10). Spans are drawn round-robin over the buckets in proportion to these."""
+    skip_failed_steps: bool = True
+    """Only spans whose every action the environment's check accepts (no error, no failed
+    command): a span through a failed action is a detour, and the committee rejected nearly all
+    of them; skipping them saves their backward and committee calls."""
     seed: int = 0
 
 

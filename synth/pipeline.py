@@ -179,8 +179,10 @@ class Synthesis:
         for traj in sorted(trajectories, key=lambda t: t.id):
             cleaned, removed = backward.drop_repeated_steps(traj)
             repeated += removed
+            failed = (backward.failed_steps(cleaned, self.env().check_span)
+                      if bc.skip_failed_steps else frozenset())
             chosen = backward.select_spans(len(cleaned.steps), bc.max_spans_per_trajectory,
-                                           bc.bucket_weights, f"{bc.seed}:{traj.id}")
+                                           bc.bucket_weights, f"{bc.seed}:{traj.id}", failed)
             spans += len(chosen)
             for span in chosen:
                 for kind in bc.kinds:

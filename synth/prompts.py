@@ -31,8 +31,10 @@ environment.
 
 {trajectory}
 
-Write one reasonable task instruction that this sequence of actions accomplishes, as a user \
-would ask it: say what to achieve, not which actions to take. Answer with the instruction only."""
+Write the one request a user could have made that this sequence of actions fulfils, so that \
+the final observation is its answer or result. Say what to achieve, not which actions to \
+take; refer only to things that appear above; do not mention the agent, the actions or the \
+observations. Answer with the request only, as the user would type it."""
 
 SUMMARY = """Below is a sequence of observations and actions of an agent in the {env} \
 environment.

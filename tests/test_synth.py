@@ -58,6 +58,29 @@ def test_span_selection_is_capped_bucketed_and_deterministic():
     assert all(j - i < 5 for i, j in only_short)
 
 
+def test_spans_through_a_failed_action_are_never_chosen():
+    env = make_env("sql")
+    env.reset(Task(id="t", env="sql", instruction="x", origin="user", env_args={"db": "pets_1"}))
+    actions = ["SELECT count(*) FROM pets", "SELECT nope FROM pets", "SELECT max(weight) FROM pets"]
+    observations = ["schema"] + [env.step(a)[0] for a in actions]
+    env.close()
+    traj = _traj(actions, observations)
+    failed = backward.failed_steps(traj, env.check_span)
+    assert failed == {1}  # "no such column"
+    weights = {"short": 1.0, "medium": 1.0, "long": 1.0}
+    assert backward.select_spans(3, 10, weights, "s", failed) == [(0, 1), (2, 3)]
+
+
+def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
+    traj = _traj(["SELECT 1"], ["o0", "1"])
+    meta = ScriptedLLM(["What can the agent achieve by executing the sequence of actions?"])
+    assert "talks about the trajectory" in backward.construct(meta, traj, (0, 1), "abstraction")
+    wordy = ScriptedLLM(['To see it, you can use the following task instruction: "Show the '
+                         'number one."'])
+    assert backward.construct(wordy, traj, (0, 1), "abstraction").instruction == (
+        "Show the number one.")
+
+
 def test_repeated_steps_are_dropped():
     traj = _traj(["A", "B", "B", "C"], ["o0", "o1", "o2", "o2", "o3"])  # 2nd B changed nothing
     cleaned, removed = backward.drop_repeated_steps(traj)
