@@ -263,7 +263,7 @@ def _responder(role: str):
                                          f"List the column names of every table ({title})"]})
         if role == "generator":
             kind = "summary" if "In your own words" in prompt else "abstraction"
-            return f"A {kind} instruction about {len(prompt)} characters of trajectory"
+            return f"A {kind} instruction about {len(prompt)} characters of text"
         if role == "agent":
             step = prompt.count("\nACTION: ")
             return ("REASON: look\nACTION: SELECT name FROM sqlite_master" if step == 0 else
