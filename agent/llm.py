@@ -146,6 +146,15 @@ class Budget:
             self.cost += call.cost or 0.0
             self.llm_seconds += call.latency_s
 
+    def add_usage(self, usage: dict[str, Any]) -> None:
+        """Add usage counted elsewhere (a ``summary()`` difference from a remote worker)."""
+        if self.parent is not None:
+            self.parent.add_usage(usage)
+        with self._lock:
+            for key in ("calls", "cache_hits", "retries", "failures", "input_tokens",
+                        "output_tokens", "cost", "llm_seconds"):
+                setattr(self, key, getattr(self, key) + usage.get(key, 0))
+
     def summary(self) -> dict[str, Any]:
         return {"calls": self.calls, "cache_hits": self.cache_hits, "retries": self.retries,
                 "failures": self.failures, "input_tokens": self.input_tokens,

@@ -20,13 +20,15 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
+from pydantic import Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lbi.agent.llm import Budget, LLMCallFailed, LLMConfig, RequestRejected
 from lbi.agent.loop import Agent
+from lbi.config import Strict
 from lbi.envs.base import EnvPerThread
 from lbi.errors import BudgetExceeded
 from lbi.io import atomic_write_text
@@ -127,6 +129,18 @@ class StageModels:
             return self._models[key]
 
 
+class Executor(Protocol):
+    """Runs item work with environments and models; ``LocalExecutor`` or ``RayExecutor``."""
+
+    def map(self, items: Iterable[T], work: Work, on_result: Callable[[T, Any], object], *,
+            models: ModelSource, description: str, console: Console,
+            before: Callable[[], None] | None = None) -> PoolOutcome: ...
+
+    def env(self) -> Environment: ...
+
+    def close(self) -> None: ...
+
+
 class LocalExecutor:
     """Items on this machine's threads, each thread with its own environment instance (kept
     across stages) and the stage's shared models."""
@@ -154,6 +168,33 @@ class LocalExecutor:
 
     def close(self) -> None:
         self.envs.close()
+
+
+class ExecutorConfig(Strict):
+    """Where items run: ``local`` (this machine's threads) or ``ray`` (environment actors on a
+    Ray cluster, docs/scaling.md)."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+    """Ray: ``auto`` (the cluster this machine belongs to), ``ray://host:10001``, or None for
+    a Ray instance started here."""
+    env_workers: int | None = Field(None, ge=1)
+    """Environments (and items) at once; default: the run's concurrency."""
+    cpus_per_env: float = Field(1.0, gt=0)
+    """Ray: CPUs each environment actor asks for (a browser or a sandbox needs about one)."""
+
+
+def make_executor(config: ExecutorConfig, env: str, env_args: dict[str, Any], workers: int,
+                  make_model: Callable[[LLMConfig, Budget], ChatModel]) -> Executor:
+    """The executor a config asks for."""
+    if config.kind == "ray":
+        from lbi.agent.ray_executor import RayExecutor
+
+        return RayExecutor(env, env_args, config.env_workers or workers, config.address,
+                           config.cpus_per_env, make_model)
+    from lbi.envs import make_env
+
+    return LocalExecutor(lambda: make_env(env, **env_args), config.env_workers or workers)
 
 
 def run_episode(agent: Agent, task: Task, path: Path | None = None,

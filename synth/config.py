@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from lbi.agent.llm import LLMConfig
+from lbi.agent.runner import ExecutorConfig
 from lbi.config import Strict as _Strict
 from lbi.config import load_yaml_config
 
@@ -114,6 +115,8 @@ class SynthConfig(_Strict):
     filter: FilterConfig = FilterConfig()
     decontam: DecontamConfig = DecontamConfig()
     budget: BudgetConfig = BudgetConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+    """Where the items run: this machine's threads, or environment actors on a Ray cluster."""
 
     @model_validator(mode="after")
     def _known_env(self) -> SynthConfig:

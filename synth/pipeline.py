@@ -21,8 +21,8 @@ from rich.console import Console
 
 from lbi.agent.llm import LLM, Budget, LLMConfig, default_concurrency
 from lbi.agent.loop import Agent, AgentConfig
-from lbi.agent.runner import LocalExecutor, StageModels, Work
-from lbi.envs import get_env_info, splits
+from lbi.agent.runner import StageModels, Work, make_executor
+from lbi.envs import splits
 from lbi.envs.base import check_infrastructure
 from lbi.errors import BudgetExceeded, ConfigError
 from lbi.io import lock_dir
@@ -63,10 +63,9 @@ class Synthesis:
         self.budget = Budget(config.budget.max_calls, config.budget.max_cost)
         self.deadline = (time.monotonic() + config.budget.max_wall_s
                          if config.budget.max_wall_s else None)
-        self.env_info = get_env_info(config.env)
-        self.executor = LocalExecutor(
-            lambda: self.env_info.create(**config.env_args),
-            config.rollout.concurrency or default_concurrency(config.models.agent))
+        self.executor = make_executor(
+            config.executor, config.env, config.env_args,
+            config.rollout.concurrency or default_concurrency(config.models.agent), make_model)
         self.stats: dict[str, Any] = {"stages": {}}
         self.stopped_by: str | None = None
         """Why the run stopped early (a budget, a failing endpoint), if it did."""
