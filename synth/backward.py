@@ -65,7 +65,8 @@ def select_spans(n: int, cap: int, weights: dict[Bucket, float], seed: str,
 
 def drop_repeated_steps(traj: Trajectory) -> tuple[Trajectory, int]:
     """Remove each step whose (action, resulting observation) repeats the previous step's
-    (docs/method.md: an invalid action or one with no effect). Returns (trajectory, removed)."""
+    (docs/method.md: an invalid action or one with no effect), and a final ``stop`` (it ends
+    the episode and does nothing). Returns (trajectory, removed)."""
     obs = traj.observations
     kept: list[Step] = []
     removed = 0
@@ -74,7 +75,26 @@ def drop_repeated_steps(traj: Trajectory) -> tuple[Trajectory, int]:
             removed += 1
             continue
         kept.append(step)
-    return traj.model_copy(update={"steps": kept}), removed
+    final = traj.final_observation
+    if kept and kept[-1].action.strip().lower() == "stop":
+        final = kept.pop().observation  # o_n becomes the observation the stop answered
+        removed += 1
+    return traj.model_copy(update={"steps": kept, "final_observation": final}), removed
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.lower().replace(";", " ").split())
+
+
+def _repeats_an_action(instruction: str, steps: list[Step]) -> bool:
+    """An instruction that contains one of the span's actions (or is contained in one) is a
+    command copied back, not a request."""
+    said = _normalized(instruction)
+    for step in steps:
+        action = _normalized(step.action)
+        if len(action) >= 8 and (action in said or (len(said) >= 8 and said in action)):
+            return True
+    return False
 
 
 def failed_steps(traj: Trajectory, check: Callable[[list[Step], str], bool | None]
@@ -126,6 +146,8 @@ def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
         return f"the answer echoes the trajectory: {out.text[:200]!r}"
     if kind == "abstraction" and _META.search(instruction):  # about the agent, not a task
         return f"the answer talks about the trajectory, not a task: {out.text[:200]!r}"
+    if kind == "abstraction" and _repeats_an_action(instruction, steps):
+        return f"the answer is an action, not a request: {out.text[:200]!r}"
     if kind == "summary":
         instruction = SUMMARY_PREFIX + instruction
     return Example(

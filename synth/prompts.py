@@ -34,7 +34,7 @@ environment.
 Write the one request a user could have made that this sequence of actions fulfils, so that \
 the final observation is its answer or result. Say what to achieve, not which actions to \
 take; refer only to things that appear above; do not mention the agent, the actions or the \
-observations. Answer with the request only, as the user would type it."""
+observations. Answer with the request only, in plain English: no code, command or query."""
 
 SUMMARY = """Below is a sequence of observations and actions of an agent in the {env} \
 environment.

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from standin import StandIn, role
 
-from lbi.agent.runner import ExecutorConfig, StageModels
 from lbi.agent.llm import LLM, Budget
+from lbi.agent.runner import ExecutorConfig, StageModels
 from lbi.synth.config import SynthConfig
 from lbi.synth.export import load_dataset_dir
 from lbi.synth.pipeline import Synthesis
@@ -63,9 +63,9 @@ def _die_once(env, models, item):
 
 
 def test_an_environment_actor_that_dies_is_restarted_and_the_item_redone(local_ray, tmp_path):
-    from rich.console import Console
-
     import sys
+
+    from rich.console import Console
 
     from lbi.agent.ray_executor import RayExecutor
 

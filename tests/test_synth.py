@@ -79,6 +79,15 @@ def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
                          'number one."'])
     assert backward.construct(wordy, traj, (0, 1), "abstraction").instruction == (
         "Show the number one.")
+    query = _traj(["SELECT name FROM singer"], ["o0", "name | Joe"])
+    copied = ScriptedLLM(["SELECT name FROM singer;"])
+    assert "is an action" in backward.construct(copied, query, (0, 1), "abstraction")
+
+
+def test_a_final_stop_is_not_part_of_any_span():
+    cleaned, removed = backward.drop_repeated_steps(_traj(["A", "stop"], ["o0", "o1", "end"]))
+    assert removed == 1 and [s.action for s in cleaned.steps] == ["A"]
+    assert cleaned.observations == ["o0", "o1"]
 
 
 def test_repeated_steps_are_dropped():
