@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from lbi.agent.llm import LLMConfig
 from lbi.agent.retrieval import DEFAULT_EMBEDDER, Source
+from lbi.agent.runner import ExecutorConfig
 from lbi.config import Strict, load_yaml_config
 from lbi.envs.splits import Split
 
@@ -82,6 +83,9 @@ class EvalConfig(Strict):
     episode_timeout_s: float = Field(600, gt=0)
     concurrency: int | None = Field(None, ge=1)
     """Episodes run at once; default: the slots of a local model's server, else 4."""
+    executor: ExecutorConfig = ExecutorConfig()
+    """Where the episodes run: this machine's threads, or environment actors on a Ray
+    cluster."""
     agents: list[AgentSpec]
 
     @model_validator(mode="after")

@@ -10,42 +10,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from functools import lru_cache
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from lbi.agent.llm import LLM, Budget, LLMConfig, default_concurrency, validate_model
-from lbi.agent.loop import Agent, AgentConfig
-from lbi.agent.retrieval import AgenticRetriever, Embedder
-from lbi.agent.runner import finished_episode, run_episode, run_pool
-from lbi.envs import get_env_info, splits
-from lbi.envs.base import EnvPerThread, check_infrastructure
+from lbi.agent.retrieval import Embedder
+from lbi.agent.runner import Executor, StageModels, finished_episode, make_executor
+from lbi.envs import splits
+from lbi.envs.base import check_infrastructure
 from lbi.errors import ConfigError, EndpointFailed, ModelError
-from lbi.eval import report
+from lbi.eval import report, work
 from lbi.eval.config import AgentSpec, EvalConfig, RetrievalConfig
 from lbi.eval.corpora import Corpus, check_dataset, open_corpus
 from lbi.io import atomic_write_text, lock_dir
-from lbi.protocols import ChatModel, Environment, Reference
+from lbi.protocols import ChatModel, Environment
 from lbi.redact import redact_config
 from lbi.types import Task, Trajectory
 
 ModelFactory = Callable[[LLMConfig, Budget], ChatModel]
-
-
-@lru_cache(maxsize=16)
-def token_counter(model: str) -> Callable[[str], int]:
-    """Tokens of a text for ``model`` (litellm's tokenizer for the provider; tiktoken's
-    cl100k estimate for models it does not know, such as the embedded ones). Memoized: the same
-    retrieved examples are counted again at every step."""
-    import litellm
-
-    @lru_cache(maxsize=100_000)
-    def count(text: str) -> int:
-        return litellm.token_counter(model=model, text=text)
-
-    return count
 
 
 class Evaluation:
@@ -56,16 +41,22 @@ class Evaluation:
         self.config = config
         self.console = console or Console()
         self.make_model = make_model
-        self.env_info = get_env_info(config.env)
-        self._envs = EnvPerThread(lambda: self.env_info.create(**config.env_args))
+        self.executor: Executor | None = None
         self._embedders: dict[str, Embedder] = {}
         self._corpora: dict[tuple[str, str], Corpus] = {}
         self.lost: dict[str, int] = {}
         """Episodes per agent left unfinished because the model endpoint failed."""
 
     def env(self) -> Environment:
-        """This thread's environment instance."""
-        return self._envs.get()
+        """An environment for the driver's own questions (tasks, docs)."""
+        if self.executor is None:
+            self.executor = make_executor(self.config.executor, self.config.env,
+                                          self.config.env_args, self._workers(), self.make_model)
+        return self.executor.env()
+
+    def _workers(self) -> int:
+        return self.config.concurrency or max(default_concurrency(self.config.model_for(a))
+                                              for a in self.config.agents)
 
     def held_out_tasks(self) -> list[Task]:
         """The evaluated tasks: the config's split, its task ids, its first ``max_tasks``."""
@@ -114,7 +105,8 @@ class Evaluation:
             for agent in agents:
                 self.run_agent(agent, tasks)
         finally:
-            self._envs.close()
+            if self.executor is not None:
+                self.executor.close()
             lock.close()
         results = report.summarize(self.config.env, self.config.split, tasks,
                                    self.saved_rows(tasks), self.reference(),
@@ -171,12 +163,22 @@ class Evaluation:
                 if (traj := finished_episode(folder / f"{t.id}.json"))}
         todo = [t for t in tasks if t.id not in done]
 
-        def episode(task: Task) -> None:
-            done[task.id] = self.run_episode(spec, task, corpus, folder / f"{task.id}.json")
+        def keep(task: Task, traj: Trajectory) -> None:
+            atomic_write_text(folder / f"{task.id}.json", traj.model_dump_json(indent=2))
+            done[task.id] = traj
 
-        workers = self.config.concurrency or default_concurrency(self.config.model_for(spec))
-        outcome = run_pool(todo, episode, workers=workers, description=spec.name,
-                           console=self.console, completed=len(done), total=len(tasks))
+        local = self.config.executor.kind == "local"
+        work_fn = partial(work.episode, name=spec.name, model=self.config.model_for(spec),
+                          make_model=self.make_model, retrieval=spec.retrieval,
+                          index_folder=str(corpus.folder) if corpus else None,
+                          step_limit=self.config.step_limit,
+                          episode_timeout_s=self.config.episode_timeout_s,
+                          save_steps_to=str(folder) if local else None)
+        self.env()  # the executor exists
+        assert self.executor is not None
+        outcome = self.executor.map(todo, work_fn, keep, models=StageModels(self.make_model,
+                                                                           Budget()),
+                                    description=spec.name, console=self.console)
         if outcome.stopped_by:
             self.console.print(f"[yellow]{spec.name}: stopped early:[/] {outcome.stopped_by}")
         if len(done) < len(tasks):  # the endpoint failed: unfinished, rerun later
@@ -193,27 +195,6 @@ class Evaluation:
 
     def _folder(self, spec: AgentSpec) -> Path:
         return self.config.output_dir / "episodes" / spec.slug
-
-    def run_episode(self, spec: AgentSpec, task: Task, corpus: Corpus | None,
-                    path: Path) -> Trajectory:
-        """One episode with its own budget, so that its LLM usage is recorded with it."""
-        model_config = self.config.model_for(spec)
-        budget = Budget()
-        llm = self.make_model(model_config, budget)
-        reference: Reference | None = None
-        if corpus is not None:
-            r = spec.retrieval
-            reference = AgenticRetriever(
-                corpus.index, env=self.config.env, sources=r.sources, m1=r.m1, m2=r.m2,
-                max_tokens=r.max_tokens, query_model=llm,
-                count_tokens=token_counter(model_config.model))
-        agent = Agent(llm, self.env(), AgentConfig(step_limit=self.config.step_limit,
-                                                   episode_timeout_s=self.config.episode_timeout_s),
-                      reference=reference)
-        traj = run_episode(agent, task, path, budget)
-        traj.provenance["agent_config"] = spec.name
-        atomic_write_text(path, traj.model_dump_json(indent=2))
-        return traj
 
     def _settings(self, spec: AgentSpec) -> dict[str, Any]:
         """What defines an agent's results: its model and retrieval, plus the episode limits."""

@@ -82,6 +82,14 @@ def drop_repeated_steps(traj: Trajectory) -> tuple[Trajectory, int]:
     return traj.model_copy(update={"steps": kept, "final_observation": final}), removed
 
 
+def _without_preamble(text: str) -> str:
+    """The request itself when the answer introduces it ("… could have asked: "…"")."""
+    stripped = _PREAMBLE.sub("", text, count=1)
+    if stripped != text and (quoted := _QUOTED.search(stripped)):
+        return quoted.group(1)
+    return stripped
+
+
 def _normalized(text: str) -> str:
     return " ".join(text.lower().replace(";", " ").split())
 
@@ -106,9 +114,13 @@ def failed_steps(traj: Trajectory, check: Callable[[list[Step], str], bool | Non
                      if check([step], observations[k + 1]) is False)
 
 
-_META = re.compile(r"\b(the agent|sequence of (actions|observations)|trajectory|"
-                   r"(action|observation)s? \d|the (above|following) (actions|steps))\b", re.I)
-_PREAMBLE = re.compile(r"^.{0,200}?(following|this) (task )?instruction( is)?\s*:\s*", re.I | re.S)
+_META = re.compile(r"\b(the agent|the user|sequence of (actions|observations)|trajectory|"
+                   r"(action|observation)s? \d|the (above|following) (actions|steps)|"
+                   r"you (could|can|would|should|might)|did you)\b", re.I)
+"""An answer about the session or with advice on how to do it, not a request."""
+_PREAMBLE = re.compile(r"^.{0,240}?(?:(?:following|this) (?:task )?(?:instruction|request)"
+                       r"(?: is)?|could have (?:asked|requested))\s*:\s*", re.I | re.S)
+_QUOTED = re.compile(r"[\"“]([^\"”]{15,})[\"”]")
 
 
 def example_id(traj: Trajectory, span: tuple[int, int], kind: str) -> str:
@@ -139,13 +151,15 @@ def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
     prompt = template.format(env=traj.task.env, trajectory=rendered,
                              max_sentences=2 * len(steps) + 1)
     out = llm.complete([{"role": "user", "content": prompt}])
-    instruction = parse_instruction(_PREAMBLE.sub("", out.text.strip()))
+    instruction = parse_instruction(_without_preamble(out.text.strip()))
     if len(instruction) < 10:
         return f"unusable instruction: {out.text[:200]!r}"
     if _ECHO.search(instruction):  # small models sometimes copy the rendered trajectory back
         return f"the answer echoes the trajectory: {out.text[:200]!r}"
     if kind == "abstraction" and _META.search(instruction):  # about the agent, not a task
         return f"the answer talks about the trajectory, not a task: {out.text[:200]!r}"
+    if kind == "abstraction" and "`" in instruction:
+        return f"the answer holds code, not a request: {out.text[:200]!r}"
     if kind == "abstraction" and _repeats_an_action(instruction, steps):
         return f"the answer is an action, not a request: {out.text[:200]!r}"
     if kind == "summary":

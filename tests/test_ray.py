@@ -53,6 +53,25 @@ def test_synthesis_on_ray_gives_the_local_dataset(local_ray, tmp_path):
     assert '"calls": 0' not in stats.split('"rollouts"')[1][:400]  # usage came back from actors
 
 
+def test_an_evaluation_on_ray_gives_the_local_results(local_ray, tmp_path):
+    from lbi.eval.config import EvalConfig
+    from lbi.eval.harness import Evaluation
+
+    answers = {"agent": "REASON: count\nACTION: submit SELECT count(*) FROM Dogs"}
+    results = {}
+    with StandIn(answers=answers) as server:
+        for kind in ("local", "ray"):
+            config = EvalConfig.model_validate({
+                "env": "sql", "output_dir": str(tmp_path / kind), "split": "dev",
+                "max_tasks": 6, "step_limit": 2, "model": role("agent", server.url),
+                "agents": [{"name": "zero-shot"}], "executor": {"kind": kind}})
+            results[kind] = Evaluation(config).run()
+    local, on_ray = (results[k]["agents"][0] for k in ("local", "ray"))
+    assert local["solved_tasks"] == on_ray["solved_tasks"] and on_ray["episodes"] == 6
+    assert on_ray["calls"] == local["calls"] > 0  # usage recorded in the actors
+    assert len(list((tmp_path / "ray" / "episodes" / "zero-shot").glob("spider-*.json"))) == 6
+
+
 def _die_once(env, models, item):
     """Kills its actor's process the first time (a marker file remembers), then works."""
     marker = Path(item)

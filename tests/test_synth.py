@@ -82,6 +82,25 @@ def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
     query = _traj(["SELECT name FROM singer"], ["o0", "name | Joe"])
     copied = ScriptedLLM(["SELECT name FROM singer;"])
     assert "is an action" in backward.construct(copied, query, (0, 1), "abstraction")
+    advice = ScriptedLLM(["To see them, you could list the singers' names."])
+    assert "talks about" in backward.construct(advice, query, (0, 1), "abstraction")
+    code = ScriptedLLM(["Run `SELECT * FROM singer` to see every singer."])
+    assert "holds code" in backward.construct(code, query, (0, 1), "abstraction")
+    introduced = ScriptedLLM(['To get this result, the user could have asked: "What are the '
+                              'names of all singers?" That is what the query returns.'])
+    assert backward.construct(introduced, query, (0, 1), "abstraction").instruction == (
+        "What are the names of all singers?")
+
+
+def test_a_sql_span_must_end_on_rows_to_ask_about():
+    env = make_env("sql")
+    env.reset(Task(id="t", env="sql", instruction="x", origin="user", env_args={"db": "pets_1"}))
+    ends = {action: env.step(action)[0] for action in [
+        "SELECT count(*) FROM pets", "SELECT PetID FROM pets WHERE 1 = 0",
+        "SELECT NULL FROM pets", "CREATE TABLE t (a INT)", "SELECT nope FROM pets"]}
+    env.close()
+    assert [env.check_span([], end) for end in ends.values()] == [True, False, False, False,
+                                                                  False]
 
 
 def test_a_final_stop_is_not_part_of_any_span():
@@ -131,7 +150,7 @@ def _example(trajectory: str, instruction: str, db: str = "pets_1") -> Example:
     return Example(id=f"{trajectory}-{instruction}", instruction=instruction, kind="abstraction",
                    env="sql", trajectory_id=trajectory, span=(0, 1), env_args={"db": db},
                    steps=[Step(observation="Database: pets_1", action="SELECT 1")],
-                   final_observation="1")
+                   final_observation="count(*)\n3")
 
 
 def test_choice_check_distractors_come_from_other_trajectories_same_setup_first():

@@ -149,10 +149,15 @@ class SQLEnv:
         return contexts
 
     def check_span(self, steps: list[Step], final_observation: str) -> bool | None:
-        """A span passes if it ends without an error and at least one of its queries ran."""
-        results = [s.observation for s in steps[1:]] + [final_observation]
-        return not final_observation.startswith("Error") and any(
-            not r.startswith("Error") for r in results)
+        """A span is a demonstration when it ends on a query result with a row that is not all
+        NULL: something a question can be asked about. An error, a change of schema or data
+        ("OK (n rows affected)") or an empty result is not."""
+        lines = final_observation.splitlines()
+        if len(lines) < 2 or lines[0].startswith(("Error", "OK (", "Episode finished")):
+            return False
+        rows = [line for line in lines[1:] if line and not line.startswith(
+            ("Answer submitted", "... (", "The query failed", "(no rows)"))]
+        return any(value.strip() != "NULL" for row in rows for value in row.split(" | "))
 
     # ---- helpers ------------------------------------------------------------------------------
     def schema(self) -> str:
