@@ -17,7 +17,6 @@ from typing import Any
 from rich.console import Console
 
 from lbi.agent.llm import LLM, Budget, LLMConfig, default_concurrency, validate_model
-from lbi.agent.retrieval import Embedder
 from lbi.agent.runner import Executor, StageModels, finished_episode, make_executor
 from lbi.envs import splits
 from lbi.envs.base import check_infrastructure
@@ -42,7 +41,6 @@ class Evaluation:
         self.console = console or Console()
         self.make_model = make_model
         self.executor: Executor | None = None
-        self._embedders: dict[str, Embedder] = {}
         self._corpora: dict[tuple[str, str], Corpus] = {}
         self.lost: dict[str, int] = {}
         """Episodes per agent left unfinished because the model endpoint failed."""
@@ -75,13 +73,12 @@ class Evaluation:
     def corpus(self, retrieval: RetrievalConfig, held_out: list[Task]) -> Corpus:
         key = (retrieval.corpus, retrieval.embedder)
         if key not in self._corpora:
-            if retrieval.embedder not in self._embedders:
-                with self.console.status(f"loading the embedder {retrieval.embedder}…"):
-                    self._embedders[retrieval.embedder] = Embedder(retrieval.embedder)
+            with self.console.status(f"loading the embedder {retrieval.embedder}…"):
+                embedder = work.embedder(retrieval.embedder)  # the one the episodes use
             self._corpora[key] = open_corpus(
                 retrieval.corpus, dataset=self.config.dataset,
                 cache_root=self.config.output_dir, env=self.env(), held_out=held_out,
-                embedder=self._embedders[retrieval.embedder], console=self.console)
+                embedder=embedder, console=self.console)
         return self._corpora[key]
 
     def run(self, only: list[str] | None = None) -> dict[str, Any]:
@@ -176,6 +173,7 @@ class Evaluation:
                           save_steps_to=str(folder) if local else None)
         self.env()  # the executor exists
         assert self.executor is not None
+        # An episode makes its own model (its usage is recorded with it): no stage models.
         outcome = self.executor.map(todo, work_fn, keep, models=StageModels(self.make_model,
                                                                            Budget()),
                                     description=spec.name, console=self.console)

@@ -31,13 +31,15 @@ def token_counter(model: str) -> Callable[[str], int]:
 
 
 @lru_cache(maxsize=8)
-def _index(folder: str, embedder: str) -> RetrievalIndex:
+def _index(folder: str, embedder_name: str) -> RetrievalIndex:
     """A saved retrieval index, loaded once per process."""
-    return RetrievalIndex.load(Path(folder), _embedder(embedder))
+    return RetrievalIndex.load(Path(folder), embedder(embedder_name))
 
 
 @lru_cache(maxsize=4)
-def _embedder(name: str) -> Embedder:
+def embedder(name: str) -> Embedder:
+    """An embedding model, loaded once per process (the driver's indexing and the episodes
+    share it)."""
     return Embedder(name)
 
 
