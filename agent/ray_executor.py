@@ -15,6 +15,7 @@ Optional: ``pip install "learn-by-interact[ray]"``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ from lbi.errors import ConfigError
 from lbi.protocols import ChatModel, Environment
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _ray() -> Any:
@@ -77,6 +79,13 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
                      include_dashboard=False)
+        # No more actors than the cluster can place: a driver thread bound to an actor that
+        # never starts would wait forever.
+        fits = int(ray.cluster_resources().get("CPU", 1) // cpus_per_env)
+        if env_workers > fits:
+            log.warning("%d environment actors asked, %d fit the cluster (%g CPUs each)",
+                        env_workers, fits, cpus_per_env)
+            env_workers = max(1, fits)
         actor = ray.remote(max_restarts=-1, max_task_retries=2)(EnvWorker)
         self.actors = [actor.options(num_cpus=cpus_per_env).remote(env, env_args, make_model)
                        for _ in range(env_workers)]
