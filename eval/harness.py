@@ -91,10 +91,12 @@ class Evaluation:
                 raise ConfigError(f"no agents named {sorted(unknown)} in the config; "
                                   f"there are: {', '.join(a.name for a in agents)}")
             agents = [a for a in agents if a.name in only]
-        self.check_models(agents)
-        lock = lock_dir(self.config.output_dir, "lbi eval")
+        lock = None
         try:
+            # Infrastructure first: without it no row can run, whatever the models.
             check_infrastructure(self.env())
+            self.check_models(agents)
+            lock = lock_dir(self.config.output_dir, "lbi eval")
             tasks = self.held_out_tasks()
             for agent in agents:
                 if agent.retrieval:
@@ -104,7 +106,8 @@ class Evaluation:
         finally:
             if self.executor is not None:
                 self.executor.close()
-            lock.close()
+            if lock is not None:
+                lock.close()
         results = report.summarize(self.config.env, self.config.split, tasks,
                                    self.saved_rows(tasks), self.reference(),
                                    self.config.step_limit)
