@@ -190,6 +190,7 @@ class Evaluation:
                "episodes_dir": str(folder),
                "decontaminated": corpus.decontaminated if corpus else None,
                "corpus_size": len(corpus.index.entries) if corpus else None,
+               "index_folder": str(corpus.folder) if corpus else None,
                **report.metrics(trajectories)}
         atomic_write_text(folder / "row.json", json.dumps(row, indent=2, default=str))
         return row

@@ -386,6 +386,33 @@ def eval_(
                   f"{out / 'results.png'}; episodes in {out / 'episodes'}")
 
 
+@app.command()
+def view(
+    folder: Annotated[Path, typer.Argument(help="an `lbi eval` or `lbi synth` output folder")],
+    out: Annotated[Path | None, typer.Option(help="where to write it (default FOLDER/report)")
+                   ] = None,
+    serve: Annotated[bool, typer.Option(help="serve the report on http://127.0.0.1:PORT")
+                     ] = False,
+    port: int = 8000,
+) -> None:
+    """Write a static HTML report of an output folder: results with intervals, the outcome
+    matrix and every episode step by step (eval); stages, examples with the committee's votes,
+    rejects by cause and trajectories (synth). Open its index.html in any browser."""
+    from lbi.view import write_report
+
+    index = write_report(folder, out)
+    console.print(f"[green]✓[/] {index}")
+    if serve:
+        import functools
+        import http.server
+
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                    directory=str(index.parent))
+        with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+            console.print(f"serving on http://127.0.0.1:{port}/ (Ctrl-C stops)")
+            server.serve_forever()
+
+
 def _print_step(step, observation: str) -> None:
     from rich.panel import Panel
 
