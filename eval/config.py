@@ -13,6 +13,7 @@ from lbi.agent.retrieval import DEFAULT_EMBEDDER, Source
 from lbi.agent.runner import ExecutorConfig
 from lbi.config import Strict, load_yaml_config
 from lbi.envs.splits import Split
+from lbi.tracking import ReportTo
 
 
 def slug(name: str) -> str:
@@ -86,6 +87,9 @@ class EvalConfig(Strict):
     executor: ExecutorConfig = ExecutorConfig()
     """Where the episodes run: this machine's threads, or environment actors on a Ray
     cluster."""
+    report_to: ReportTo = "none"
+    """``wandb``: a W&B run with the rows and their intervals, the outcome matrix and sample
+    trajectories (docs/evaluation.md); results.json links it."""
     agents: list[AgentSpec]
 
     @model_validator(mode="after")

@@ -27,6 +27,7 @@ from lbi.eval.corpora import Corpus, check_dataset, open_corpus
 from lbi.io import atomic_write_text, lock_dir
 from lbi.protocols import ChatModel, Environment
 from lbi.redact import redact_config
+from lbi.tracking import start_run
 from lbi.types import Task, Trajectory
 
 ModelFactory = Callable[[LLMConfig, Budget], ChatModel]
@@ -91,12 +92,14 @@ class Evaluation:
                 raise ConfigError(f"no agents named {sorted(unknown)} in the config; "
                                   f"there are: {', '.join(a.name for a in agents)}")
             agents = [a for a in agents if a.name in only]
-        lock = None
+        lock = tracker = None
         try:
             # Infrastructure first: without it no row can run, whatever the models.
             check_infrastructure(self.env())
             self.check_models(agents)
             lock = lock_dir(self.config.output_dir, "lbi eval")
+            tracker = start_run(self.config.report_to, "eval", self.config,
+                                self.config.output_dir)
             tasks = self.held_out_tasks()
             for agent in agents:
                 if agent.retrieval:
@@ -111,6 +114,9 @@ class Evaluation:
         results = report.summarize(self.config.env, self.config.split, tasks,
                                    self.saved_rows(tasks), self.reference(),
                                    self.config.step_limit)
+        if tracker:
+            results["wandb_run"] = tracker.link
+            report.track(tracker, results)
         report.write(results, self.config.output_dir)
         if self.lost:
             raise EndpointFailed(self.lost, "episode(s)", " and their rows were not written")

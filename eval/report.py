@@ -15,6 +15,7 @@ from typing import Any
 
 from lbi.eval import stats
 from lbi.io import atomic_write_text
+from lbi.tracking import WandbRun
 from lbi.types import Task, Trajectory
 
 COLUMNS = [  # (header, key, format)
@@ -190,3 +191,42 @@ def write(results: dict[str, Any], out: Path) -> dict[str, Path]:
     atomic_write_text(paths["markdown"], markdown_table(results) + "\n")
     bar_chart(results, paths["chart"])
     return paths
+
+
+def track(tracker: WandbRun, results: dict[str, Any], samples_per_row: int = 5) -> None:
+    """The results to W&B: the rows with their intervals and paired comparisons, the task × row
+    outcome matrix, and a few trajectories per row (tasks where the rows disagree first)."""
+    rows = results["agents"]
+    names = [row["name"] for row in rows]
+    tracker.summary({row["name"]: {"success_rate": row["success_rate"],
+                                   "success_low": row["success_low"],
+                                   "success_high": row["success_high"]} for row in rows})
+    comparison_keys = ("difference", "low", "high", "p_value")
+    tracker.table("rows", ["row", "success_rate", "success_low", "success_high", "solved",
+                           "episodes", *(f"vs_reference_{k}" for k in comparison_keys),
+                           "errors", "calls", "input_tokens", "output_tokens", "cost",
+                           "wall_s_per_task"],
+                  [[row["name"], row["success_rate"], row["success_low"], row["success_high"],
+                    row["solved"], row["episodes"],
+                    *((row["comparison"] or {}).get(k) for k in comparison_keys),
+                    row["errors"], row["calls"], row["input_tokens"], row["output_tokens"],
+                    row["cost"], row["wall_s_per_task"]] for row in rows])
+    outcomes = results["outcomes"]
+    tracker.table("outcomes", ["task", "difficulty", *names],
+                  [[task, results["difficulty"].get(task), *(outcomes[task][n] for n in names)]
+                   for task in results["tasks"]])
+    disagree = [t for t in results["tasks"] if len(set(outcomes[t].values())) > 1]
+    chosen = (disagree + [t for t in results["tasks"] if t not in disagree])[:samples_per_row]
+    samples = []
+    for row in rows:
+        for task in chosen:
+            path = Path(row["episodes_dir"]) / f"{task}.json"
+            if path.exists():
+                trajectory = Trajectory.model_validate_json(path.read_text())
+                samples.append([row["name"], task, trajectory.solved, trajectory.task.instruction,
+                                "\n".join(f"{k}. {s.action}"
+                                          for k, s in enumerate(trajectory.steps, 1)),
+                                trajectory.final_observation[:2000]])
+    tracker.table("trajectories", ["row", "task", "solved", "instruction", "actions",
+                                   "final_observation"], samples)
+    tracker.finish()

@@ -20,8 +20,10 @@ def _public_config(config: SynthConfig) -> dict[str, Any]:
     return redact_config(json.loads(config.model_dump_json()))
 
 
-def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, int]) -> str:
-    """A README.md for the dataset, with the YAML header the Hub reads."""
+def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, int],
+                 run_link: str | None = None) -> str:
+    """A README.md for the dataset, with the YAML header the Hub reads; ``run_link``: the W&B
+    run that made it."""
     header = {
         "license": "other",
         "tags": ["learn-by-interact", "agents", "synthetic", config.env],
@@ -38,6 +40,7 @@ def dataset_card(config: SynthConfig, stats: dict[str, Any], counts: dict[str, i
         "(`lbi synth`), following Su et al., *Learn-by-interact* (ICLR 2025): tasks generated "
         "from the environment's documentation, rolled out by an agent in the real environment, "
         "relabelled by backward construction, filtered by an LLM committee.", "",
+        *([f"W&B run: {run_link}", ""] if run_link else []),
         "## Configs", "",
         f"- `trajectories` ({counts['trajectories']} rows): every rollout; `steps` is a list of "
         "{observation, action, reasoning}, where `observation` is what the agent saw before "

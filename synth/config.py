@@ -11,6 +11,7 @@ from lbi.agent.llm import LLMConfig
 from lbi.agent.runner import ExecutorConfig
 from lbi.config import Strict as _Strict
 from lbi.config import load_yaml_config
+from lbi.tracking import ReportTo
 
 
 class ModelsConfig(_Strict):
@@ -117,6 +118,9 @@ class SynthConfig(_Strict):
     budget: BudgetConfig = BudgetConfig()
     executor: ExecutorConfig = ExecutorConfig()
     """Where the items run: this machine's threads, or environment actors on a Ray cluster."""
+    report_to: ReportTo = "none"
+    """``wandb``: a W&B run with the stage counts, spending and sample examples (docs/synthesis.md);
+    the dataset card links it."""
 
     @model_validator(mode="after")
     def _known_env(self) -> SynthConfig:

@@ -35,6 +35,7 @@ from lbi.synth.decontam import Decontaminator
 from lbi.synth.filter import Judgement, distractors_for
 from lbi.synth.sft import step_conversations
 from lbi.synth.store import JsonlStore, write_json
+from lbi.tracking import WandbRun, start_run
 from lbi.types import Document, Example, Task, Trajectory, content_id, utc_now
 
 T = TypeVar("T")
@@ -48,6 +49,20 @@ class BackwardFailure(BaseModel):
 
     id: str
     error: str
+
+
+def rejects_by_cause(judgements: Iterable[Judgement],
+                     failures: Iterable[BackwardFailure]) -> list[tuple[str, int]]:
+    """How many candidates each cause removed, most first: backward construction's refusals (by
+    the reason's first words), then the filter's decontamination, environment check and
+    committee."""
+    causes: Counter[str] = Counter()
+    for failure in failures:
+        causes[f"backward: {failure.error.split(':')[0]}"] += 1
+    for judgement in judgements:
+        if not judgement.accepted:
+            causes[f"filter: {judgement.rejected_by or 'committee'}"] += 1
+    return causes.most_common()
 
 
 class Synthesis:
@@ -261,7 +276,8 @@ class Synthesis:
         counts["redacted_secrets"] = sum(n for _, n in redacted)
         self._summarize(counts)
         dataset = export.build_dataset(*(rows for rows, _ in redacted))
-        card = dataset_card(self.config, self.stats, counts)
+        card = dataset_card(self.config, self.stats, counts,
+                            run_link=self.tracker.link if self.tracker else None)
         return export.save_dataset(dataset, card, self.config.dataset_dir or self.out / "dataset")
 
     # ---- the run ------------------------------------------------------------------------------
@@ -281,7 +297,9 @@ class Synthesis:
         if until not in STAGES:
             raise ConfigError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
         lock = lock_dir(self.out, "lbi synth")
+        self.tracker = None
         try:
+            self.tracker = start_run(self.config.report_to, "synth", self.config, self.out)
             if until not in ("docs", "taskgen"):
                 check_infrastructure(self.env())
             eval_tasks = self.env().benchmark_tasks()  # both splits: dev and test
@@ -319,8 +337,35 @@ class Synthesis:
             write_json(self.out / "stats.json", self.stats)
             with (self.out / RUNS_FILE).open("a") as runs:
                 runs.write(json.dumps(self._run_record()) + "\n")
+            if self.tracker:
+                self._track(self.tracker)
             self.executor.close()
             lock.close()
+
+    def _track(self, tracker: WandbRun) -> None:
+        """The run's stats, stages, rejects by cause and a sample of examples with their
+        votes, to W&B."""
+        tracker.summary(self.stats)
+        stages = self.stats.get("all_runs", {}).get("stages", {})
+        tracker.table("stages", ["stage", "counts", "calls", "input_tokens", "output_tokens",
+                                 "llm_seconds", "wall_s (all runs)"],
+                      [[name, json.dumps(counts, default=str),
+                        *(stages.get(name, counts).get(k, 0) for k in _COUNTED)]
+                       for name, counts in self.stats.get("stages", {}).items()])
+        judgements = {j.id: j for j in JsonlStore(self.out / "judgements.jsonl", Judgement)}
+        failures = JsonlStore(self.out / "backward_failures.jsonl", BackwardFailure)
+        tracker.table("rejects_by_cause", ["cause", "candidates"],
+                      [list(r) for r in rejects_by_cause(judgements.values(), failures)])
+        sample = list(JsonlStore(self.out / "examples.jsonl", Example))[:100]
+        tracker.table("examples", ["id", "instruction", "kind", "steps", "decision", "votes"], [
+            [e.id, e.instruction, e.kind, e.span[1] - e.span[0],
+             ("accepted" if judgements[e.id].accepted else
+              f"rejected: {judgements[e.id].rejected_by or 'committee'}")
+             if e.id in judgements else "not judged",
+             "; ".join(f"{'yes' if v.accept else 'no'}: {v.reason}"
+                       for v in (judgements[e.id].votes if e.id in judgements else []))]
+            for e in sample])
+        tracker.finish()
 
     def _summarize(self, counts: dict[str, int]) -> None:
         wall = time.perf_counter() - self.started

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from lbi.errors import ConfigError
 from lbi.synth.filter import Judgement
-from lbi.synth.pipeline import BackwardFailure
+from lbi.synth.pipeline import BackwardFailure, rejects_by_cause
 from lbi.synth.store import JsonlStore
 from lbi.synth.taskgen import TaskGenRecord
 from lbi.types import Document, Example, Task, Trajectory
@@ -166,15 +166,3 @@ def synth_pages(folder: Path) -> list[Page]:
         "examples": [(e, judgements.get(e.id)) for e in examples],
         "rejects": rejects_by_cause(judgements.values(), failures)}))
     return pages
-
-
-def rejects_by_cause(judgements: Any, failures: list[BackwardFailure]) -> list[tuple[str, int]]:
-    """How many candidates each cause removed: backward construction's refusals (by the first
-    words of the reason), then the filter's decontamination, environment check and committee."""
-    causes: Counter[str] = Counter()
-    for failure in failures:
-        causes[f"backward: {failure.error.split(':')[0]}"] += 1
-    for judgement in judgements:
-        if not judgement.accepted:
-            causes[f"filter: {judgement.rejected_by or 'committee'}"] += 1
-    return causes.most_common()
