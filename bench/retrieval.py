@@ -1,31 +1,47 @@
-"""Per-step retrieval latency over a large synthetic example index, on this CPU.
+"""Per-step retrieval latency over a large example index, and retrieval quality, per embedder.
 
     python bench/retrieval.py [--examples 100000] [--queries 300] [--unique-keys 5000]
+        [--embedders all-MiniLM-L6-v2 wordllama-l2-256]
+        [--probe bench/data/retrieval_probe_sql.jsonl]
 
-Builds a RetrievalIndex of --examples synthetic SQL examples (1–4 steps each, so BM25 holds
-~2.5× as many observations) and times, per query: observation retrieval (BM25, m1=5), dense
-retrieval (embedding a new query with all-MiniLM-L6-v2 + usearch HNSW, m2=5) and the combined
-lookup of one agent step as AgenticRetriever runs it (observation + model-based, duplicates
-skipped, reference block filled to 2,000 tokens with litellm's token counter), excluding the
-LLM's query-writing call. Every query text is new, so no embedding cache helps.
+Latency: builds a RetrievalIndex of --examples synthetic SQL examples (1–4 steps each, so BM25
+holds ~2.5× as many observations) and times, per query: observation retrieval (BM25, m1=5),
+dense retrieval (embedding a new query + usearch HNSW, m2=5) and the combined lookup of one agent
+step as AgenticRetriever runs it (observation + model-based, duplicates skipped, reference block
+filled to 2,000 tokens with litellm's token counter), excluding the LLM's query-writing call.
+Every query text is new, so no embedding cache helps. Only --unique-keys instructions are
+embedded (MiniLM on 100k texts would take most of an hour on 2 cores); the other entries'
+vectors are those plus small Gaussian noise, which keeps the clustered structure real
+instructions have. Target: combined p50 ≤ 2 ms with the static embedder.
 
-Only --unique-keys instructions are embedded by the model (embedding 100k texts would take most
-of an hour on 2 cores); the other entries' vectors are those plus small Gaussian noise, which
-keeps the clustered structure real instructions have. Target: p50 ≤ 10 ms combined.
+Quality: on the labelled probe (bench/make_retrieval_probe.py: the teacher's paraphrases of
+synthesized instructions), recall@1 and recall@5 of finding the instruction from its paraphrase
+among every instruction of the run and every task the generator proposed, with 95 % Wilson
+intervals.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
-from lbi.agent.retrieval import AgenticRetriever, Embedder, Entry, RetrievalIndex
+from lbi.agent.retrieval import (
+    DEFAULT_EMBEDDER,
+    STATIC_EMBEDDER,
+    AgenticRetriever,
+    Embedder,
+    Entry,
+    RetrievalIndex,
+)
 from lbi.agent.scripted import ScriptedLLM
-from lbi.eval.harness import token_counter
+from lbi.eval.report import success_text
+from lbi.eval.work import token_counter
 from lbi.types import Task
 
 TABLES = ["students", "pets", "orders", "tracks", "albums", "invoices", "employees", "courses",
@@ -67,18 +83,9 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, ordered[int(0.95 * (len(ordered) - 1))] * 1000
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--unique-keys", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+def latency(embedder: Embedder, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Seconds per lookup of each kind over the synthetic index."""
     rng = random.Random(args.seed)
-
-    t0 = time.perf_counter()
-    embedder = Embedder()
-    load_s = time.perf_counter() - t0
     entries = synthetic_entries(args.examples, rng)
     t0 = time.perf_counter()
     base = embedder.encode([e.key for e in entries[: args.unique_keys]], batch_size=128)
@@ -89,6 +96,8 @@ def main() -> None:
     t0 = time.perf_counter()
     index = RetrievalIndex.build(entries, embedder, vectors=vectors)
     build_s = time.perf_counter() - t0
+    print(f"{embedder.name}: {len(entries):,} examples, {len(index.owners):,} observations; "
+          f"{len(base):,} keys embedded in {embed_s:.1f}s, index build {build_s:.1f}s")
 
     queries = [(observation(rng), f"{instruction(rng)} #{q}") for q in range(args.queries)]
     task = Task(id="bench", env="sql", instruction="bench", origin="user")
@@ -100,7 +109,7 @@ def main() -> None:
         pending_query[0] = query + " warm-up"
         combined(task, [], obs)
     timings: dict[str, list[float]] = {"observation (BM25)": [], "dense (embed + HNSW)": [],
-                                       "combined step": []}
+                                       "embed only": [], "combined step": []}
     for obs, query in queries:
         t0 = time.perf_counter()
         index.by_observation(obs, 5)
@@ -108,20 +117,59 @@ def main() -> None:
         t0 = time.perf_counter()
         index.by_text(query, 5)
         timings["dense (embed + HNSW)"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        embedder.encode([query + " (embed)"])
+        timings["embed only"].append(time.perf_counter() - t0)
         pending_query[0] = query + " (combined)"  # a new text: no cached embedding
         t0 = time.perf_counter()
         combined(task, [], obs)
         timings["combined step"].append(time.perf_counter() - t0)
+    return timings
 
-    print(f"index: {len(entries):,} examples, {len(index.owners):,} observations; embedder load "
-          f"{load_s:.1f}s, {len(base):,} keys embedded in {embed_s:.1f}s, index build "
-          f"{build_s:.1f}s\n")
-    print("| lookup | p50 ms | p95 ms |\n|---|---|---|")
-    for name, samples in timings.items():
-        p50, p95 = percentiles(samples)
-        print(f"| {name} | {p50:.2f} | {p95:.2f} |")
-    p50, _ = percentiles(timings["combined step"])
-    print(f"\ncombined p50 / target (10 ms): {p50 / 10:.2f}")
+
+def recall(embedder: Embedder, probe: Path) -> dict[int, tuple[int, int]]:
+    """{k: (found, probes)}: paraphrases whose own instruction ranks in the top k."""
+    header, *items = (json.loads(line) for line in probe.read_text().splitlines())
+    keys = header["keys"] + header["distractors"]
+    position = {key: k for k, key in enumerate(keys)}
+    vectors = embedder.encode(keys)
+    scores = embedder.encode([item["paraphrase"] for item in items]) @ vectors.T
+    ranks = [int((row > row[position[item["instruction"]]]).sum())
+             for row, item in zip(scores, items, strict=True)]
+    return {k: (sum(r < k for r in ranks), len(items)) for k in (1, 5)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--unique-keys", type=int, default=5000)
+    parser.add_argument("--embedders", nargs="+", default=[DEFAULT_EMBEDDER, STATIC_EMBEDDER])
+    parser.add_argument("--probe", type=Path,
+                        default=Path(__file__).parent / "data" / "retrieval_probe_sql.jsonl")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    results = {}
+    for name in args.embedders:
+        t0 = time.perf_counter()
+        embedder = Embedder(name)
+        print(f"{name}: loaded in {time.perf_counter() - t0:.1f}s")
+        results[name] = (latency(embedder, args),
+                         recall(embedder, args.probe) if args.probe.exists() else None)
+
+    lookups = list(next(iter(results.values()))[0])
+    print("\n| embedder | " + " | ".join(f"{k} p50 / p95 ms" for k in lookups)
+          + " | recall@1 [95% CI] | recall@5 [95% CI] |")
+    print("|---|" + "---|" * (len(lookups) + 2))
+    for name, (timings, found) in results.items():
+        cells = ["{:.2f} / {:.2f}".format(*percentiles(timings[k])) for k in lookups]
+        cells += [success_text(*found[k]) if found else "no probe" for k in (1, 5)]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if len(results) == 2:
+        (a, (ta, _)), (b, (tb, _)) = results.items()
+        ratio = percentiles(ta["combined step"])[0] / percentiles(tb["combined step"])[0]
+        print(f"\ncombined step p50, {a} / {b}: {ratio:.1f}x (same run, same load)")
 
 
 if __name__ == "__main__":

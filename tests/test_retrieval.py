@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 
 from lbi.agent.retrieval import (
+    STATIC_EMBEDDER,
     AgenticRetriever,
     Embedder,
     RetrievalIndex,
     document_entry,
     example_entry,
+    _static_table,
     parse_query,
 )
 from lbi.agent.scripted import ScriptedLLM
@@ -116,3 +118,31 @@ def test_unknown_embedder_fails_clearly():
 
     with pytest.raises(AssetError, match="cannot load the embedding model"):
         Embedder("/nonexistent/embedder")
+
+
+@pytest.fixture(scope="module")
+def static_index(examples):
+    return RetrievalIndex.build([example_entry(e) for e in examples],
+                                Embedder(STATIC_EMBEDDER))
+
+
+def test_the_static_embedder_gives_wordllamas_own_vectors():
+    import numpy as np
+    from wordllama.inference import WordLlamaInference
+    from wordllama.tokenizers import tokenizer_from_file
+
+    table, _ = _static_table()
+    reference = WordLlamaInference(table, tokenizer_from_file("l2_supercat_tokenizer_config.json"),
+                                   binary=False)
+    texts = ["Count the dogs kept by girls.", "Which pets are older than 3 years?", "é ✓ SELECT *"]
+    ours = Embedder(STATIC_EMBEDDER).encode(texts)
+    np.testing.assert_allclose(ours, reference.embed(texts, norm=True), atol=1e-6)
+    assert not Embedder(STATIC_EMBEDDER).encode([""]).any()  # no tokens: a zero vector, no NaN
+
+
+def test_dense_search_with_the_static_embedder_and_its_saved_index(static_index, tmp_path):
+    assert _instructions(static_index, static_index.by_text("songs in the music store", 1)) == [
+        "How many tracks are in the music store?"]
+    static_index.save(tmp_path / "idx")
+    with pytest.raises(ConfigError, match="built with 'wordllama-l2-256'"):
+        RetrievalIndex.load(tmp_path / "idx", Embedder())
