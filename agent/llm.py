@@ -22,7 +22,7 @@ import diskcache  # noqa: E402
 import litellm  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
-from lbi.agent.providers import is_embedded, provider_for  # noqa: E402
+from lbi.agent.providers import is_embedded, provider_of  # noqa: E402
 from lbi.assets import lbi_home  # noqa: E402
 from lbi.errors import BudgetExceeded, ModelError  # noqa: E402
 from lbi.protocols import Completion  # noqa: E402
@@ -50,6 +50,26 @@ class RequestRejected(Exception):
     """The endpoint refused this one request (context window exceeded, bad request): retrying
     cannot fix it, other requests may succeed. The episode or item that needed it ends in an
     error, recorded with this message; the run goes on."""
+
+
+class Endpoint(BaseModel):
+    """One server or account of a model behind litellm's Router (``LLMConfig.endpoints``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    """The litellm model string at this endpoint (default: the config's ``model``)."""
+    api_base: str | None = None
+    """An OpenAI-compatible server (vLLM, llama-server, …); none for a hosted provider."""
+    api_key_env: str | None = None
+    """The name of the environment variable that holds this endpoint's key (another account
+    or region); default: the provider's usual variable. Never the key itself."""
+    max_concurrency: int = Field(8, ge=1)
+    """This endpoint's share of the requests in flight: the group is bounded by the sum, and
+    the router (least-busy) sends each request to the endpoint with the fewest in flight.
+    (litellm enforces a per-endpoint limit only on its async path.)"""
+    rpm: int | None = Field(None, ge=1)
+    """Requests per minute this endpoint allows (the router spreads load to respect it)."""
 
 
 class LLMConfig(BaseModel):
@@ -88,6 +108,11 @@ class LLMConfig(BaseModel):
     """Requests in flight at once to this endpoint (model + api_base), across all threads."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Passed through to ``litellm.completion`` (e.g. ``top_p``). Never put API keys here."""
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    """Several endpoints serving this model (vLLM servers, llama-servers, keys or regions of a
+    provider): litellm's Router spreads the requests, honours each one's concurrency and rate
+    limits, and cools down an endpoint that keeps failing; ``model`` then names the group (and
+    is each endpoint's default model string). docs/scaling.md."""
 
 
 def default_concurrency(config: LLMConfig) -> int:
@@ -172,12 +197,12 @@ _slots_lock = threading.Lock()
 
 
 def _endpoint_slots(config: LLMConfig) -> threading.BoundedSemaphore:
-    """The semaphore that bounds concurrent requests to one endpoint."""
-    key = (config.model, config.api_base)
+    """The semaphore that bounds concurrent requests to one endpoint (or router group)."""
+    key = (config.model, config.api_base, *(e.model_dump_json() for e in config.endpoints))
     with _slots_lock:
         if key not in _slots:
             _slots[key] = threading.BoundedSemaphore(
-                provider_for(config.model).capacity(config))
+                provider_of(config).capacity(config))
         return _slots[key]
 
 
@@ -204,14 +229,14 @@ def _cache_op(op: Callable[[diskcache.Cache], Any]) -> Any:
 
 def validate_model(config: LLMConfig) -> None:
     """Fail early, with the fix, on an unknown model, a missing API key or a missing model file."""
-    provider_for(config.model).validate(config)
+    provider_of(config).validate(config)
 
 
 class LLM:
     """A configured model with call recording, caching, retries and a budget."""
 
     def __init__(self, config: LLMConfig, budget: Budget | None = None) -> None:
-        self.provider = provider_for(config.model)
+        self.provider = provider_of(config)
         self.provider.validate(config)
         self.config = config
         self.budget = budget or Budget()
@@ -304,8 +329,7 @@ class LLM:
                         deadline = time.monotonic() + self.config.deadline_s
                     kwargs["timeout"] = max(0.1, min(self.config.timeout_s,
                                                      deadline - time.monotonic()))
-                    response = litellm.completion(**self.provider.route(self.config,
-                                                                        dict(kwargs)))
+                    response = self.provider.send(self.config, dict(kwargs))
                     text = response.choices[0].message.content or ""  # malformed: retried
                 return self._record(response, text, started, attempt, key)
             except Exception as exc:

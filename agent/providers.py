@@ -6,10 +6,13 @@
   the server; no cost.
 - anything else: litellm's providers (``anthropic/…``, ``openai/…`` with ``api_base``,
   ``hosted_vllm/…``, …), priced by litellm where it knows the price; grammars and schemas only
-  reach OpenAI-compatible servers named by ``api_base``.
+  reach OpenAI-compatible servers named by ``api_base``;
+- a config with ``endpoints``: litellm's Router over them (load balancing, per-endpoint
+  concurrency and rate limits, cooldown of a failing endpoint).
 
 ``LLM`` (agent/llm.py) asks the provider to validate a config, to bound its concurrency, to
-route each request and to name the model in the cache key; nothing else tests a prefix.
+route and send each request and to name the model in the cache key; nothing else tests a
+prefix.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ class Provider(Protocol):
     def route(self, config: LLMConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The litellm keyword arguments of one request, as sent."""
 
+    def send(self, config: LLMConfig, kwargs: dict[str, Any]) -> Any:
+        """One request (no retries: ``LLM`` has the one retry layer); the litellm response."""
+
     def cache_model(self, config: LLMConfig) -> str:
         """The model's identity in the response cache key."""
 
@@ -51,10 +57,30 @@ class Provider(Protocol):
         """A request failed: forget what may be stale before the next attempt."""
 
 
-class LitellmProvider:
+class _Direct:
+    """A provider whose requests go straight to ``litellm.completion``."""
+
+    def route(self, config: LLMConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def send(self, config: LLMConfig, kwargs: dict[str, Any]) -> Any:
+        return litellm.completion(**self.route(config, kwargs))
+
+
+class LitellmProvider(_Direct):
     """Hosted providers and OpenAI-compatible servers, through litellm."""
 
     def validate(self, config: LLMConfig) -> None:
+        self.check_model(config)
+        env = litellm.validate_environment(model=config.model, api_base=config.api_base)
+        if not env["keys_in_environment"] and config.api_base is None:
+            keys = ", ".join(env["missing_keys"]) or "the provider's API key"
+            raise ModelError(f"missing API key for {config.model}: set {keys} in the "
+                             "environment (keys are read from the environment only).")
+
+    @staticmethod
+    def check_model(config: LLMConfig) -> None:
+        """Fail on a model string whose provider litellm cannot tell."""
         try:
             litellm.get_llm_provider(config.model, api_base=config.api_base)
         except Exception as exc:
@@ -63,11 +89,6 @@ class LitellmProvider:
                 "provider prefix (anthropic/…, openai/…, gemini/…, hosted_vllm/… with api_base) "
                 "or local/<embedded model>; `lbi models` lists the embedded ones."
             ) from exc
-        env = litellm.validate_environment(model=config.model, api_base=config.api_base)
-        if not env["keys_in_environment"] and config.api_base is None:
-            keys = ", ".join(env["missing_keys"]) or "the provider's API key"
-            raise ModelError(f"missing API key for {config.model}: set {keys} in the "
-                             "environment (keys are read from the environment only).")
 
     def capacity(self, config: LLMConfig) -> int:
         return config.max_concurrency
@@ -97,7 +118,7 @@ class LitellmProvider:
         pass
 
 
-class EmbeddedProvider:
+class EmbeddedProvider(_Direct):
     """``local/…`` models on their managed llama-server."""
 
     prefix = local.LOCAL_PREFIX
@@ -168,13 +189,86 @@ def _grammar_in_body(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+class RouterProvider:
+    """A model served by several endpoints, through one litellm Router per config (shared by
+    every thread, so an endpoint's cooldown and concurrency count hold for the whole run)."""
+
+    def __init__(self, config: LLMConfig) -> None:
+        if config.model.startswith(EMBEDDED.prefix):
+            raise ModelError(f"{config.model}: an embedded model has one managed server; list "
+                             "llama-servers you run yourself as endpoints with openai/<name> "
+                             "and their api_base")
+        self.config = config
+        deployments = []
+        for endpoint in config.endpoints:
+            params: dict[str, Any] = {"model": endpoint.model or config.model,
+                                      "max_parallel_requests": endpoint.max_concurrency}
+            if endpoint.api_base:
+                params["api_base"] = endpoint.api_base
+            if endpoint.api_key_env:
+                params["api_key"] = os.environ.get(endpoint.api_key_env, "")
+            elif endpoint.api_base and not os.environ.get("OPENAI_API_KEY"):
+                params["api_key"] = "EMPTY"  # local OpenAI-compatible servers need no key
+            if endpoint.rpm:
+                params["rpm"] = endpoint.rpm
+            deployments.append({"model_name": config.model, "litellm_params": params})
+        # No retries here: LLM retries the call, and the router sends each attempt to an
+        # endpoint that is not cooling down.
+        self.router = litellm.Router(model_list=deployments, num_retries=0, allowed_fails=1,
+                                     cooldown_time=30, routing_strategy="least-busy")
+
+    def validate(self, config: LLMConfig) -> None:
+        for endpoint in config.endpoints:
+            single = config.model_copy(update={"model": endpoint.model or config.model,
+                                               "api_base": endpoint.api_base, "endpoints": []})
+            if not endpoint.api_key_env:
+                LITELLM.validate(single)  # the provider's usual key, unless a server
+            elif os.environ.get(endpoint.api_key_env):
+                LITELLM.check_model(single)
+            else:
+                raise ModelError(f"missing API key for an endpoint of {config.model}: set "
+                                 f"{endpoint.api_key_env} in the environment (keys are read "
+                                 "from the environment only).")
+
+    def capacity(self, config: LLMConfig) -> int:
+        return sum(endpoint.max_concurrency for endpoint in config.endpoints)
+
+    def route(self, config: LLMConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return _grammar_in_body(kwargs)
+
+    def send(self, config: LLMConfig, kwargs: dict[str, Any]) -> Any:
+        return self.router.completion(**self.route(config, kwargs))
+
+    def cache_model(self, config: LLMConfig) -> str:
+        return f"router:{config.model}"
+
+    def cost(self, response: Any) -> float | None:
+        return LITELLM.cost(response)
+
+    def failed(self, config: LLMConfig) -> None:
+        pass
+
+
 EMBEDDED = EmbeddedProvider()
 LITELLM = LitellmProvider()
+_routers: dict[str, RouterProvider] = {}
+_routers_lock = threading.Lock()
 
 
 def provider_for(model: str) -> Provider:
     """The provider of a model string."""
     return EMBEDDED if model.startswith(EMBEDDED.prefix) else LITELLM
+
+
+def provider_of(config: LLMConfig) -> Provider:
+    """The provider of a config: the router of its endpoints, else that of its model string."""
+    if not config.endpoints:
+        return provider_for(config.model)
+    key = config.model_dump_json(include={"model", "endpoints"})
+    with _routers_lock:
+        if key not in _routers:
+            _routers[key] = RouterProvider(config)
+        return _routers[key]
 
 
 def is_embedded(model: str) -> bool:

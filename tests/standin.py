@@ -36,16 +36,21 @@ class StandIn:
     makes the next ``n`` requests fail (``n=None``: until ``recover()``); modes: ``429``,
     ``500``, ``hang``, ``malformed``, ``truncated`` (an answer cut at max_tokens, HTTP 200).
     ``too_long_if``: requests containing that text are
-    refused with llama-server's context-size error (HTTP 400)."""
+    refused with llama-server's context-size error (HTTP 400). ``latency_s``: every answer
+    takes this long (a model's decode time); ``max_in_flight`` is the most requests it held at
+    once, ``spans`` the (start, end) monotonic times of each request."""
 
     def __init__(self, hang_s: float = 30.0, too_long_if: str | None = None,
-                 answers: dict[str, str] | None = None) -> None:
+                 answers: dict[str, str] | None = None, latency_s: float = 0.0) -> None:
         self.answers = answers or {}
         """Plain-text answers by role (model name) in place of those of ``answer``."""
         self.too_long_if = too_long_if
         """Requests whose messages contain this text are refused as over the context size."""
         self.requests = 0
         self.failed = 0
+        self.latency_s = latency_s
+        self.in_flight = self.max_in_flight = 0
+        self.spans: list[tuple[float, float]] = []
         self.hang_s = hang_s
         self._mode: str | None = None
         self._left: int | None = None
@@ -57,6 +62,19 @@ class StandIn:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                started = time.monotonic()
+                try:
+                    time.sleep(server.latency_s)
+                    self._answer()
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+                        server.spans.append((started, time.monotonic()))
+
+            def _answer(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 mode = server._next_mode()
                 prompt = "\n".join(str(m.get("content")) for m in body["messages"])

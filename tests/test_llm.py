@@ -172,3 +172,54 @@ def test_a_cache_deleted_mid_run_is_reopened(openai_key, llm_cache):
     shutil.rmtree(llm_cache)
     assert llm.complete([{"role": "user", "content": "Two?"}], mock_response="two").text == "two"
     assert llm.complete([{"role": "user", "content": "Two?"}], mock_response="x").text == "two"
+
+
+# ---- several endpoints behind litellm's Router ------------------------------------------------
+def _routed(*urls: str, **endpoint: object) -> LLM:
+    return LLM(LLMConfig(model="openai/agent", cache=False, retry_backoff_s=0.01,
+                         endpoints=[{"api_base": url, **endpoint} for url in urls]))
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    level = most = 0
+    for _, change in events:
+        level += change
+        most = max(most, level)
+    return most
+
+
+def test_requests_spread_over_endpoints_within_the_groups_concurrency():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from standin import ACTION, StandIn
+
+    with StandIn(latency_s=0.2) as a, StandIn(latency_s=0.2) as b:
+        llm = _routed(a.url, b.url, max_concurrency=2)
+        with ThreadPoolExecutor(8) as pool:
+            texts = list(pool.map(lambda k: llm.complete(
+                [{"role": "user", "content": f"q{k}"}]).text, range(16)))
+    assert texts == [ACTION] * 16
+    assert a.requests + b.requests == 16 and a.requests >= 4 and b.requests >= 4
+    # 8 threads, 2 + 2 slots: never more than 4 requests out at once, both endpoints busy.
+    assert _most_at_once(a.spans + b.spans) == 4
+
+
+def test_a_failing_endpoint_is_cooled_down_and_the_others_answer():
+    from standin import ACTION, StandIn
+
+    with StandIn() as broken, StandIn() as healthy:
+        broken.fail("500")  # until the end
+        llm = _routed(broken.url, healthy.url)
+        answers = [llm.complete([{"role": "user", "content": f"q{k}"}]).text for k in range(12)]
+    assert answers == [ACTION] * 12
+    assert healthy.requests >= 12 and broken.requests <= 3  # cooled down after its failures
+    assert llm.budget.summary()["failures"] == 0
+
+
+def test_an_endpoint_key_is_read_from_its_variable_and_its_absence_is_one_message(monkeypatch):
+    monkeypatch.delenv("LBI_TEST_EU_KEY", raising=False)
+    with pytest.raises(ModelError, match="set LBI_TEST_EU_KEY in the environment"):
+        _routed("http://127.0.0.1:9/v1", api_key_env="LBI_TEST_EU_KEY")
+    with pytest.raises(ModelError, match="embedded model has one managed server"):
+        LLM(LLMConfig(model="local/qwen2.5-coder-0.5b", endpoints=[{"api_base": "http://x"}]))
