@@ -1,9 +1,9 @@
 """Where a model's requests go, chosen by the model string's prefix in one place.
 
 - ``local/<name or path.gguf>``: an embedded model, served by the managed llama.cpp server of
-  ``agent/server.py`` (one per model file, slots and context); each thread keeps its slot so an
-  episode's growing history hits the slot's prompt cache; GBNF grammars and JSON schemas reach
-  the server; no cost.
+  ``agent/server.py`` (one per model file, slots and context); the server gives each request
+  the idle slot whose cached prompt best matches it, so an episode's growing history reuses its
+  cache; GBNF grammars and JSON schemas reach the server; no cost.
 - anything else: litellm's providers (``anthropic/…``, ``openai/…`` with ``api_base``,
   ``hosted_vllm/…``, …), priced by litellm where it knows the price; grammars and schemas only
   reach OpenAI-compatible servers named by ``api_base``;
@@ -127,7 +127,6 @@ class EmbeddedProvider(_Direct):
         self._lock = threading.Lock()
         self._endpoints: dict[str, tuple[str, float]] = {}
         """Server key -> (URL, when it was last seen healthy)."""
-        self._thread_slots: dict[str, dict[int, int]] = {}
 
     @staticmethod
     def spec(config: LLMConfig) -> server.ServerSpec:
@@ -143,18 +142,22 @@ class EmbeddedProvider(_Direct):
         return config.slots
 
     def route(self, config: LLMConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
-        url, slot = self._endpoint(self.spec(config))
+        url = self._endpoint(self.spec(config))
         kwargs.update(model="openai/" + config.model.removeprefix(self.prefix),
                       api_base=f"{url}/v1", api_key="EMPTY")
         kwargs = _grammar_in_body(kwargs)
-        kwargs["extra_body"] = {**kwargs.get("extra_body", {}), "cache_prompt": True,
-                                "id_slot": slot}
+        # No id_slot: the server gives each request an idle slot, the one whose cached prompt
+        # shares the longest prefix with it (an episode's growing history finds its own).
+        # Pinning slots let two requests target one slot when more clients than slots were
+        # active (other processes, thread pools over several stages), and llama-server then
+        # answered from the other request's cached context (tests/test_embedded_models.py).
+        kwargs["extra_body"] = {**kwargs.get("extra_body", {}), "cache_prompt": True}
         return kwargs
 
-    def _endpoint(self, spec: server.ServerSpec) -> tuple[str, int]:
-        """(server URL, slot of this thread). The server's health is checked at most every
-        few seconds, and again after a failed request (a crashed server is restarted by its
-        supervisor, or started anew here)."""
+    def _endpoint(self, spec: server.ServerSpec) -> str:
+        """The server's URL. Its health is checked at most every few seconds, and again after
+        a failed request (a crashed server is restarted by its supervisor, or started anew
+        here)."""
         with self._lock:
             url, seen = self._endpoints.get(spec.key, ("", 0.0))
             now = time.monotonic()
@@ -162,11 +165,7 @@ class EmbeddedProvider(_Direct):
                 if not (url and server.healthy(url, timeout=0.5)):
                     url = server.ensure_server(spec)
                 self._endpoints[spec.key] = (url, now)
-            slots = self._thread_slots.setdefault(spec.key, {})
-            thread = threading.get_ident()
-            if thread not in slots:
-                slots[thread] = len(slots) % spec.slots
-            return url, slots[thread]
+            return url
 
     def cache_model(self, config: LLMConfig) -> str:
         # A model file replaced under the same name (re-training into the same path) must not

@@ -98,11 +98,12 @@ class InProcess:
         self.llama.close()
 
 
-def _server(client: httpx.Client, url: str, slot: int, messages: list) -> dict:
+def _server(client: httpx.Client, url: str, messages: list) -> dict:
     started = time.perf_counter()
+    # No id_slot: the server picks the slot, as for lbi's own requests (agent/providers.py).
     response = client.post(f"{url}/v1/chat/completions", json={
         "messages": messages, "max_tokens": MAX_TOKENS, "temperature": 0.0, "seed": 0,
-        "stop": STOP_SEQUENCES, "cache_prompt": True, "id_slot": slot}, timeout=3600)
+        "stop": STOP_SEQUENCES, "cache_prompt": True}, timeout=3600)
     response.raise_for_status()
     body = response.json()
     return {"latency": time.perf_counter() - started,
@@ -165,7 +166,7 @@ def main() -> None:
         url = server.ensure_server(spec)
         with httpx.Client() as client:
             rows[f"(b) server, {slots} slots"] = replay(
-                episodes, slots, lambda slot, m, c=client, u=url: _server(c, u, slot, m))
+                episodes, slots, lambda _slot, m, c=client, u=url: _server(c, u, m))
         server.stop_server(spec)
     base = rows.get("(a) in-process", {}).get("episodes_per_hour")
     print("| configuration | episodes/h | ratio to (a) | wall s | p50 s | p95 s | prefilled "

@@ -104,3 +104,51 @@ def test_lbi_eval_with_agentic_retrieval_on_a_real_model(tmp_path, sql_examples)
     assert step["retrieval"]["llm"]["output_tokens"] > 0  # the model wrote a query
     assert icl["provenance"]["llm"]["calls"] >= 2
     assert "| LbI-ICL |" in (tmp_path / "eval/results.md").read_text()
+
+
+CODE_WORDS = ["apple", "river", "tiger", "violet", "copper", "falcon", "marble", "orchid",
+              "canyon", "pepper", "saturn", "walnut", "zephyr", "lemon", "harbor", "quartz"]
+
+
+def ask_code_words(seed: int, requests: int = 16) -> list[tuple[str, str]]:
+    """``requests`` prompts (a long filler, then a code word to repeat) from 4 threads."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    llm = LLM(LLMConfig(model="local/smollm2-135m", max_tokens=12, slots=4, cache=False))
+
+    def ask(k: int) -> tuple[str, str]:
+        rng = random.Random(seed * 1000 + k)
+        word = rng.choice(CODE_WORDS)
+        filler = " ".join(rng.choice(["the", "data", "row", "table", "query", "value"])
+                          for _ in range(rng.randint(300, 1200)))
+        return word, llm.complete([
+            {"role": "system", "content": "You repeat code words."},
+            {"role": "user", "content": f"{filler}\n\nThe code word is {word}. Reply with the "
+                                        "code word only."}]).text.lower()
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(ask, range(requests)))
+
+
+def test_every_answer_belongs_to_its_own_prompt_with_more_clients_than_slots(llm_cache):
+    """Two processes, 4 threads each, on one 4-slot server, two rounds: no answer may name
+    another request's code word. (When clients pinned slots, two requests could share one and
+    llama-server answered some from the other request's cached context.)"""
+    import sys
+
+    code = ("import json, sys; sys.path.insert(0, 'tests'); "
+            "from test_embedded_models import ask_code_words; "
+            "print(json.dumps(ask_code_words(int(sys.argv[1]))))")
+    answers = []
+    for _ in range(2):  # the second round meets slots that hold cached prompts
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(seed)],
+                                  stdout=subprocess.PIPE, text=True) for seed in (1, 2)]
+        for proc in procs:
+            out, _ = proc.communicate(timeout=600)
+            assert proc.returncode == 0
+            answers += json.loads(out.splitlines()[-1])
+    strays = [(word, text) for word, text in answers
+              if any(other in text for other in CODE_WORDS if other != word)]
+    assert not strays
+    assert sum(word in text for word, text in answers) >= len(answers) // 3  # it does answer
