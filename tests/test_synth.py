@@ -394,7 +394,7 @@ def test_push_to_hub_offline_fails_clearly_and_keeps_the_data(tmp_path, monkeypa
     assert load_dataset_dir(path)["examples"]["train"].num_rows == 12
 
 
-def _mock_config(tmp_path: Path) -> Path:
+def _mock_config(tmp_path: Path, executor: dict | None = None) -> Path:
     def role(text: str, delay: float) -> dict:
         return {"model": "openai/gpt-4o-mini", "extra": {"mock_response": text,
                                                          "mock_delay": delay}}
@@ -411,6 +411,7 @@ def _mock_config(tmp_path: Path) -> Path:
         "rollout": {"step_limit": 3, "concurrency": 2},
         "backward": {"max_spans_per_trajectory": 2},
         "filter": {"choices": 0},
+        "executor": executor or {},
     }
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "mock.yaml"
@@ -438,12 +439,19 @@ def _jsonl_ids(path: Path) -> list[str]:
     return ids
 
 
-def test_kill_9_at_any_stage_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("executor", [None, {"kind": "ray", "env_workers": 2}],
+                         ids=["local", "ray"])
+def test_kill_9_at_any_stage_then_resume_loses_nothing_and_duplicates_nothing(tmp_path,
+                                                                              executor):
+    """The driver killed with SIGKILL in every stage (with Ray: its environment actors die with
+    it), then rerun: every store matches a clean local run's, without duplicates."""
+    if executor:
+        pytest.importorskip("ray")
     reference = _mock_config(tmp_path / "ref")
     assert _synth(reference, tmp_path / "ref-cache").wait(timeout=300) == 0
     ref_out = tmp_path / "ref" / "out"
 
-    config = _mock_config(tmp_path / "run")
+    config = _mock_config(tmp_path / "run", executor)
     out = tmp_path / "run" / "out"
     for stage_file in ("taskgen.jsonl", "trajectories.jsonl", "examples.jsonl",
                        "judgements.jsonl"):
