@@ -105,6 +105,25 @@ def _repeats_an_action(instruction: str, steps: list[Step]) -> bool:
     return False
 
 
+_WORD = re.compile(r"[a-z0-9]{4,}")
+_GENERIC = frozenset(
+    "what which where when with that this these those from have many much list show find give "
+    "return each every their there them they about would could should like know want need "
+    "details information required specific please into than then also only some more most "
+    "least total number numbers name names value values does make sure using used".split())
+
+
+def _grounded(instruction: str, steps: list[Step], final_observation: str) -> bool:
+    """Whether the instruction names at least one thing of the span: a word of four letters or
+    more, beyond question words and filler, that starts a word of the span's actions or
+    observations (its first five letters, so plurals and inflections match). A request that
+    shares no such word with what was done ("What details are required?") is not about it."""
+    span_text = " ".join([*(s.observation + " " + s.action for s in steps), final_observation])
+    stems = {word[:5] for word in _WORD.findall(span_text.lower())}
+    return any(word[:5] in stems for word in _WORD.findall(instruction.lower())
+               if word not in _GENERIC)
+
+
 def failed_steps(traj: Trajectory, check: Callable[[list[Step], str], bool | None]
                  ) -> frozenset[int]:
     """Indexes of the steps whose action the environment's span check rejects on its own (an
@@ -162,6 +181,8 @@ def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
         return f"the answer holds code, not a request: {out.text[:200]!r}"
     if kind == "abstraction" and _repeats_an_action(instruction, steps):
         return f"the answer is an action, not a request: {out.text[:200]!r}"
+    if not _grounded(instruction, steps, final):
+        return f"the answer names nothing of the trajectory: {out.text[:200]!r}"
     if kind == "summary":
         instruction = SUMMARY_PREFIX + instruction
     return Example(

@@ -72,13 +72,13 @@ def test_spans_through_a_failed_action_are_never_chosen():
 
 
 def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
-    traj = _traj(["SELECT 1"], ["o0", "1"])
+    traj = _traj(["SELECT count(*) FROM pets"], ["o0", "count(*)\n3"])
     meta = ScriptedLLM(["What can the agent achieve by executing the sequence of actions?"])
     assert "talks about the trajectory" in backward.construct(meta, traj, (0, 1), "abstraction")
-    wordy = ScriptedLLM(['To see it, you can use the following task instruction: "Show the '
-                         'number one."'])
+    wordy = ScriptedLLM(['To see it, you can use the following task instruction: "Show how '
+                         'many pets there are."'])
     assert backward.construct(wordy, traj, (0, 1), "abstraction").instruction == (
-        "Show the number one.")
+        "Show how many pets there are.")
     query = _traj(["SELECT name FROM singer"], ["o0", "name | Joe"])
     copied = ScriptedLLM(["SELECT name FROM singer;"])
     assert "is an action" in backward.construct(copied, query, (0, 1), "abstraction")
@@ -122,11 +122,21 @@ def test_an_answer_that_echoes_the_trajectory_is_not_an_instruction():
     traj = _traj(["SELECT 1"], ["o0", "o1"])
     echo = ScriptedLLM(["Replicate the following: OBSERVATION 0: o0\nACTION 1: SELECT 1"])
     assert "echoes the trajectory" in backward.construct(echo, traj, (0, 1), "summary")
-    fine = ScriptedLLM(["Check that the database answers a trivial query."])
+    fine = ScriptedLLM(["Check that the database answers a trivial SELECT."])
     example = backward.construct(fine, traj, (0, 1), "summary")
     assert example.instruction == ("Replicate the following: Check that the database answers "
-                                   "a trivial query.")
+                                   "a trivial SELECT.")
     assert example.span == (0, 1) and example.final_observation == "o1"
+
+
+def test_an_instruction_that_names_nothing_of_its_trajectory_is_refused():
+    traj = _traj(["SELECT name FROM singer WHERE age > 30"], ["Tables: singer", "name\nJoe"])
+    for unrelated in ["What details are required?", "Which ship was lost in the naval battle?"]:
+        refused = backward.construct(ScriptedLLM([unrelated]), traj, (0, 1), "abstraction")
+        assert "names nothing of the trajectory" in refused
+    kept = backward.construct(ScriptedLLM(["Which singers are older than thirty?"]), traj,
+                              (0, 1), "abstraction")
+    assert kept.instruction == "Which singers are older than thirty?"
 
 
 # ---- parsing, dedupe, decontamination, stores --------------------------------------------------
@@ -291,7 +301,7 @@ def _responder(role: str):
                                          f"List the column names of every table ({title})"]})
         if role == "generator":
             kind = "summary" if "In your own words" in prompt else "abstraction"
-            return f"A {kind} instruction about {len(prompt)} characters of text"
+            return f"A {kind} instruction about sqlite_master in {len(prompt)} characters"
         if role == "agent":
             step = prompt.count("\nACTION: ")
             return ("REASON: look\nACTION: SELECT name FROM sqlite_master" if step == 0 else
