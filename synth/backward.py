@@ -106,11 +106,13 @@ def _repeats_an_action(instruction: str, steps: list[Step]) -> bool:
 
 
 _WORD = re.compile(r"[a-z0-9]{4,}")
-_GENERIC = frozenset(
-    "what which where when with that this these those from have many much list show find give "
-    "return each every their there them they about would could should like know want need "
-    "details information required specific please into than then also only some more most "
-    "least total number numbers name names value values does make sure using used".split())
+_GENERIC = frozenset((
+    "what", "which", "where", "when", "with", "that", "this", "these", "those", "from", "have",
+    "many", "much", "list", "show", "find", "give", "return", "each", "every", "their", "there",
+    "them", "they", "about", "would", "could", "should", "like", "know", "want", "need",
+    "details", "information", "required", "specific", "please", "into", "than", "then", "also",
+    "only", "some", "more", "most", "least", "total", "number", "numbers", "name", "names",
+    "value", "values", "does", "make", "sure", "using", "used"))
 
 
 def _grounded(instruction: str, steps: list[Step], final_observation: str) -> bool:

@@ -10,9 +10,9 @@ from lbi.agent.retrieval import (
     AgenticRetriever,
     Embedder,
     RetrievalIndex,
+    _static_table,
     document_entry,
     example_entry,
-    _static_table,
     parse_query,
 )
 from lbi.agent.scripted import ScriptedLLM
