@@ -18,13 +18,23 @@ synth() {  # synth ENV MAX_DOCS:MAX_TASKS... : grow the dataset in steps
       --set "output_dir=$OUT/results/synth/$env" --set "dataset_dir=$OUT/released/$env"
   done
 }
+once() {  # once FILE CMD...: run CMD (which writes FILE) unless FILE exists
+  local file=$1; shift
+  [ -e "$file" ] || step "$@"
+}
 row() {  # row ENV NAME: one row of configs/eval/ENV.yaml into results/ENV
   step lbi eval --config "configs/eval/$1.yaml" --only "$2" --set "output_dir=$OUT/results/$1" \
     --set "dataset=$OUT/released/$1"
 }
 synth sql 30:60
 row web "zero-shot"; row code "zero-shot"                       # the 0.5B floors ([3/7])
-synth sql 70:150 140:300
+synth sql 70:150 140:300   # backward + filter redone 2026-12-02 (contaminated answers, docs/models.md)
+once "$OUT/bench/data/retrieval_probe_sql.jsonl" python bench/make_retrieval_probe.py \
+  --run "$OUT/results/synth/sql" --out "$OUT/bench/data/retrieval_probe_sql.jsonl"
+mkdir -p "$OUT/results/bench"
+once "$OUT/results/bench/retrieval.md" bash -c "python bench/retrieval.py \
+  --probe '$OUT/bench/data/retrieval_probe_sql.jsonl' > '$OUT/results/bench/retrieval.md.part' \
+  && mv '$OUT/results/bench/retrieval.md.part' '$OUT/results/bench/retrieval.md'"
 row sql "LbI-ICL"                                               # (a) sql
 synth shell 40:80 100:200
 row shell "LbI-ICL"                                             # (a) shell
