@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every run behind RESULTS.md, one heavy job at a time (2 cores), in the order that makes the
+# Every run behind docs/results.md, one heavy job at a time (2 cores), in the order that makes the
 # most important rows exist first (issue [4/7]). Each step is resumable and skips finished work,
 # so after an interruption (a session ends) rerun the same command:
 #   nohup bash scripts/experiments.sh > results/experiments.log 2>&1 & echo $! > results/experiments.pid
@@ -35,6 +35,10 @@ mkdir -p "$OUT/results/bench"
 once "$OUT/results/bench/retrieval.md" bash -c "python bench/retrieval.py \
   --probe '$OUT/bench/data/retrieval_probe_sql.jsonl' > '$OUT/results/bench/retrieval.md.part' \
   && mv '$OUT/results/bench/retrieval.md.part' '$OUT/results/bench/retrieval.md'"
+# README command 1 (the main job), timed on the redone dataset
+once "$OUT/results/demo/wall_s.txt" bash -c "start=\$(date +%s); lbi eval --config \
+  configs/eval/demo.yaml --set output_dir='$OUT/results/demo' --set dataset='$OUT/released/sql' \
+  && echo \$(( \$(date +%s) - start )) > '$OUT/results/demo/wall_s.txt'"
 row sql "LbI-ICL"                                               # (a) sql
 synth shell 40:80 100:200
 row shell "LbI-ICL"                                             # (a) shell

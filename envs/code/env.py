@@ -60,10 +60,7 @@ ACTION_SPACE = (
     ">>>>>>> REPLACE\n"
     "A new file can be written with a command (cat > file.py <<'EOF' … EOF).\n"
     "3. submit: finish; your changes are checked as they are.\n"
-    "Read the code before editing it and check your result before you submit. An answer "
-    "looks like this:\n"
-    "REASON: I need to see where take is defined.\n"
-    "ACTION: grep -n 'def take' toolz/itertoolz.py"
+    "Read the code before editing it and check your result before you submit."
 )
 HUMANEVAL_STUB = "    raise NotImplementedError\n"
 HUMANEVAL_BENCHMARK = [f"HumanEval/{n}" for n in range(164)]
