@@ -161,7 +161,7 @@ class EmbeddedProvider(_Direct):
         with self._lock:
             url, seen = self._endpoints.get(spec.key, ("", 0.0))
             now = time.monotonic()
-            if now - seen > _HEALTH_TTL_S:
+            if not url or now - seen > _HEALTH_TTL_S:
                 if not (url and server.healthy(url, timeout=0.5)):
                     url = server.ensure_server(spec)
                 self._endpoints[spec.key] = (url, now)
