@@ -26,9 +26,7 @@ row() {  # row ENV NAME: one row of configs/eval/ENV.yaml into results/ENV
   step lbi eval --config "configs/eval/$1.yaml" --only "$2" --set "output_dir=$OUT/results/$1" \
     --set "dataset=$OUT/released/$1"
 }
-synth sql 30:60
-row web "zero-shot"; row code "zero-shot"                       # the 0.5B floors ([3/7])
-synth sql 70:150 140:300   # backward + filter redone 2026-12-02 (contaminated answers, docs/models.md)
+synth sql 30:60 70:150 140:300   # backward + filter redone 2026-12-02 (docs/results.md)
 once "$OUT/bench/data/retrieval_probe_sql.jsonl" python bench/make_retrieval_probe.py \
   --run "$OUT/results/synth/sql" --out "$OUT/bench/data/retrieval_probe_sql.jsonl"
 mkdir -p "$OUT/results/bench"
@@ -39,6 +37,7 @@ once "$OUT/results/bench/retrieval.md" bash -c "python bench/retrieval.py \
 once "$OUT/results/demo/wall_s.txt" bash -c "start=\$(date +%s); lbi eval --config \
   configs/eval/demo.yaml --set output_dir='$OUT/results/demo' --set dataset='$OUT/released/sql' \
   && echo \$(( \$(date +%s) - start )) > '$OUT/results/demo/wall_s.txt'"
+row web "zero-shot"; row code "zero-shot"                       # the 0.5B floors ([3/7])
 row sql "LbI-ICL"                                               # (a) sql
 synth shell 40:80 100:200
 row shell "LbI-ICL"                                             # (a) shell
