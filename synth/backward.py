@@ -25,6 +25,7 @@ from lbi.types import Example, Step, Trajectory, content_id
 
 Bucket = Literal["short", "medium", "long"]
 _ECHO = re.compile(r"\b(OBSERVATION|ACTION) \d+:", re.I)
+_TOKEN = re.compile(r"[a-z0-9_]+")
 BUCKETS: tuple[Bucket, ...] = ("short", "medium", "long")
 
 
@@ -95,12 +96,17 @@ def _normalized(text: str) -> str:
 
 
 def _repeats_an_action(instruction: str, steps: list[Step]) -> bool:
-    """An instruction that contains one of the span's actions (or is contained in one) is a
-    command copied back, not a request."""
+    """An instruction that contains one of the span's actions (or is contained in one), or
+    whose words are mostly words of one action (a query rewritten, a command with other
+    arguments: "SELECT Name FROM city WHERE Population > 1e7"), is an action written back, not
+    a request. Requests in words share few tokens with the actions that fulfil them."""
     said = _normalized(instruction)
+    words = set(_TOKEN.findall(said))
     for step in steps:
         action = _normalized(step.action)
         if len(action) >= 8 and (action in said or (len(said) >= 8 and said in action)):
+            return True
+        if len(words) >= 4 and len(words & set(_TOKEN.findall(action))) > len(words) / 2:
             return True
     return False
 

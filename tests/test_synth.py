@@ -129,6 +129,17 @@ def test_an_answer_that_echoes_the_trajectory_is_not_an_instruction():
     assert example.span == (0, 1) and example.final_observation == "o1"
 
 
+def test_a_query_rewritten_as_the_instruction_is_refused_a_request_in_words_kept():
+    action = ("SELECT T2.Name FROM country AS T1 JOIN city AS T2 ON T1.Code = T2.CountryCode "
+              "WHERE T1.Population > 10000000")
+    traj = _traj([action], ["Tables: city, country", "Name\nKabul"])
+    rewritten = ScriptedLLM(["SELECT Name FROM city WHERE Population > 10000000"])
+    assert "is an action" in backward.construct(rewritten, traj, (0, 1), "abstraction")
+    request = "Which cities are in countries of more than ten million people?"
+    kept = backward.construct(ScriptedLLM([request]), traj, (0, 1), "abstraction")
+    assert kept.instruction == request
+
+
 def test_an_instruction_that_names_nothing_of_its_trajectory_is_refused():
     traj = _traj(["SELECT name FROM singer WHERE age > 30"], ["Tables: singer", "name\nJoe"])
     for unrelated in ["What details are required?", "Which ship was lost in the naval battle?"]:
