@@ -17,7 +17,8 @@ instructions have. Target: combined p50 ≤ 2 ms with the static embedder.
 Quality: on the labelled probe (bench/make_retrieval_probe.py: the teacher's paraphrases of
 synthesized instructions), recall@1 and recall@5 of finding the instruction from its paraphrase
 among every instruction of the run and every task the generator proposed, with 95 % Wilson
-intervals.
+intervals, and for two embedders their paired difference on the same probes (bootstrap interval,
+exact McNemar test).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from lbi.agent.retrieval import (
-    DEFAULT_EMBEDDER,
+    MINILM_EMBEDDER,
     STATIC_EMBEDDER,
     AgenticRetriever,
     Embedder,
@@ -41,6 +42,7 @@ from lbi.agent.retrieval import (
 )
 from lbi.agent.scripted import ScriptedLLM
 from lbi.eval.report import success_text
+from lbi.eval.stats import compare
 from lbi.eval.work import token_counter
 from lbi.types import Task
 
@@ -127,8 +129,8 @@ def latency(embedder: Embedder, args: argparse.Namespace) -> dict[str, list[floa
     return timings
 
 
-def recall(embedder: Embedder, probe: Path) -> dict[int, tuple[int, int]]:
-    """{k: (found, probes)}: paraphrases whose own instruction ranks in the top k."""
+def recall(embedder: Embedder, probe: Path) -> dict[int, list[int]]:
+    """{k: [1 if the probe's own instruction ranks in the top k of its paraphrase, else 0]}."""
     header, *items = (json.loads(line) for line in probe.read_text().splitlines())
     keys = header["keys"] + header["distractors"]
     position = {key: k for k, key in enumerate(keys)}
@@ -136,7 +138,7 @@ def recall(embedder: Embedder, probe: Path) -> dict[int, tuple[int, int]]:
     scores = embedder.encode([item["paraphrase"] for item in items]) @ vectors.T
     ranks = [int((row > row[position[item["instruction"]]]).sum())
              for row, item in zip(scores, items, strict=True)]
-    return {k: (sum(r < k for r in ranks), len(items)) for k in (1, 5)}
+    return {k: [int(r < k) for r in ranks] for k in (1, 5)}
 
 
 def main() -> None:
@@ -144,7 +146,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--unique-keys", type=int, default=5000)
-    parser.add_argument("--embedders", nargs="+", default=[DEFAULT_EMBEDDER, STATIC_EMBEDDER])
+    parser.add_argument("--embedders", nargs="+", default=[MINILM_EMBEDDER, STATIC_EMBEDDER])
     parser.add_argument("--probe", type=Path,
                         default=Path(__file__).parent / "data" / "retrieval_probe_sql.jsonl")
     parser.add_argument("--seed", type=int, default=0)
@@ -164,12 +166,20 @@ def main() -> None:
     print("|---|" + "---|" * (len(lookups) + 2))
     for name, (timings, found) in results.items():
         cells = ["{:.2f} / {:.2f}".format(*percentiles(timings[k])) for k in lookups]
-        cells += [success_text(*found[k]) if found else "no probe" for k in (1, 5)]
+        cells += [success_text(sum(found[k]), len(found[k])) if found else "no probe"
+                  for k in (1, 5)]
         print(f"| {name} | " + " | ".join(cells) + " |")
     if len(results) == 2:
         (a, (ta, _)), (b, (tb, _)) = results.items()
         ratio = percentiles(ta["combined step"])[0] / percentiles(tb["combined step"])[0]
         print(f"\ncombined step p50, {a} / {b}: {ratio:.1f}x (same run, same load)")
+        if (found_a := results[a][1]) and (found_b := results[b][1]):
+            for k in (1, 5):  # the same probes: a paired comparison
+                c = compare(found_b[k], found_a[k])
+                print(f"recall@{k}, {b} - {a}: {100 * c['difference']:+.1f} pts "
+                      f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}], exact McNemar "
+                      f"p = {c['p_value']:.3f} ({c['only_this_row']} probes only {b} found, "
+                      f"{c['only_reference']} only {a})")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ def sql_examples():
 
 @pytest.fixture(scope="session")
 def embedder():
-    """The default embedder (all-MiniLM-L6-v2 from its offline package), loaded once."""
-    from lbi.agent.retrieval import Embedder
+    """all-MiniLM-L6-v2 from its offline package, loaded once (the static default has its own
+    tests in test_retrieval.py)."""
+    from lbi.agent.retrieval import MINILM_EMBEDDER, Embedder
 
-    return Embedder()
+    return Embedder(MINILM_EMBEDDER)

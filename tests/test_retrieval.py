@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lbi.agent.retrieval import (
+    MINILM_EMBEDDER,
     STATIC_EMBEDDER,
     AgenticRetriever,
     Embedder,
@@ -145,4 +146,4 @@ def test_dense_search_with_the_static_embedder_and_its_saved_index(static_index,
         "How many tracks are in the music store?"]
     static_index.save(tmp_path / "idx")
     with pytest.raises(ConfigError, match="built with 'wordllama-l2-256'"):
-        RetrievalIndex.load(tmp_path / "idx", Embedder())
+        RetrievalIndex.load(tmp_path / "idx", Embedder(MINILM_EMBEDDER))
