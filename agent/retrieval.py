@@ -73,7 +73,7 @@ def document_entry(doc: Document, chars: int = 1500) -> Entry:
 STATIC_EMBEDDER = "wordllama-l2-256"
 """A static word-embedding table (WordLlama's 256-d ``l2_supercat``, MIT, shipped as plain data
 in the ``wordllama`` wheel): a text's vector is the mean of its tokens' rows. No network, no
-matrix multiply: ~0.05 ms per query instead of MiniLM's ~20 ms (bench/retrieval.py)."""
+matrix multiply: ~0.2 ms per query instead of MiniLM's ~20 ms (bench/retrieval.py)."""
 DEFAULT_EMBEDDER = STATIC_EMBEDDER
 """Chosen by bench/retrieval.py (docs/retrieval.md): on the SQL probe it finds a paraphrased
 instruction about as often as MiniLM (recall@1 75.0 % vs 76.4 %, recall@5 92.6 % vs 95.9 %, the

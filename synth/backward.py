@@ -106,7 +106,9 @@ def _repeats_an_action(instruction: str, steps: list[Step]) -> bool:
         action = _normalized(step.action)
         if len(action) >= 8 and (action in said or (len(said) >= 8 and said in action)):
             return True
-        if len(words) >= 4 and len(words & set(_TOKEN.findall(action))) > len(words) / 2:
+        # Six words at least: a short request shares its few words with a command legitimately
+        # ("Find .txt files in /workspace" for find /workspace -name '*.txt').
+        if len(words) >= 6 and len(words & set(_TOKEN.findall(action))) > len(words) / 2:
             return True
     return False
 

@@ -138,6 +138,10 @@ def test_a_query_rewritten_as_the_instruction_is_refused_a_request_in_words_kept
     request = "Which cities are in countries of more than ten million people?"
     kept = backward.construct(ScriptedLLM([request]), traj, (0, 1), "abstraction")
     assert kept.instruction == request
+    command = _traj(["find /workspace -name '*.txt'"], ["A shell", "/workspace/a.txt"])
+    short = "Find .txt files in /workspace"  # shares its few words with the command: kept
+    assert backward.construct(ScriptedLLM([short]), command, (0, 1),
+                              "abstraction").instruction == short
 
 
 def test_an_instruction_that_names_nothing_of_its_trajectory_is_refused():
