@@ -1,14 +1,16 @@
 """Per-step retrieval latency over a large example index, and retrieval quality, per embedder.
 
     python bench/retrieval.py [--examples 100000] [--queries 300] [--unique-keys 5000]
-        [--embedders all-MiniLM-L6-v2 wordllama-l2-256]
-        [--probe bench/data/retrieval_probe_sql.jsonl]
+        [--embedders wordllama-l2-256 all-MiniLM-L6-v2]
+        [--dtypes f16 f32] [--probe bench/data/retrieval_probe_sql.jsonl]
 
 Latency: builds a RetrievalIndex of --examples synthetic SQL examples (1–4 steps each, so BM25
 holds ~2.5× as many observations) and times, per query: observation retrieval (BM25, m1=5),
 dense retrieval (embedding a new query + usearch HNSW, m2=5) and the combined lookup of one agent
 step as AgenticRetriever runs it (observation + model-based, duplicates skipped, reference block
-filled to 2,000 tokens with litellm's token counter), excluding the LLM's query-writing call.
+filled to 2,000 tokens by the entries' token counts), excluding the LLM's query-writing call,
+for each usearch vector precision (--dtypes), with the share of HNSW's top 5 that exact search
+agrees with.
 Every query text is new, so no embedding cache helps. Only --unique-keys instructions are
 embedded (MiniLM on 100k texts would take most of an hour on 2 cores); the other entries'
 vectors are those plus small Gaussian noise, which keeps the clustered structure real
@@ -35,6 +37,7 @@ import numpy as np
 from lbi.agent.retrieval import (
     MINILM_EMBEDDER,
     STATIC_EMBEDDER,
+    VECTOR_DTYPE,
     AgenticRetriever,
     Embedder,
     Entry,
@@ -43,7 +46,6 @@ from lbi.agent.retrieval import (
 from lbi.agent.scripted import ScriptedLLM
 from lbi.eval.report import success_text
 from lbi.eval.stats import compare
-from lbi.eval.work import token_counter
 from lbi.types import Task
 
 TABLES = ["students", "pets", "orders", "tracks", "albums", "invoices", "employees", "courses",
@@ -85,8 +87,11 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, ordered[int(0.95 * (len(ordered) - 1))] * 1000
 
 
-def latency(embedder: Embedder, args: argparse.Namespace) -> dict[str, list[float]]:
-    """Seconds per lookup of each kind over the synthetic index."""
+def latency(embedder: Embedder, args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+    """Per vector dtype: seconds per lookup of each kind over the synthetic index, and the
+    fraction of HNSW's top 5 that exact search also ranks in its top 5 ("agreement")."""
+    from usearch.index import Index
+
     rng = random.Random(args.seed)
     entries = synthetic_entries(args.examples, rng)
     t0 = time.perf_counter()
@@ -96,7 +101,7 @@ def latency(embedder: Embedder, args: argparse.Namespace) -> dict[str, list[floa
     vectors = base[np.arange(len(entries)) % len(base)] + noise.astype("float32")
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     t0 = time.perf_counter()
-    index = RetrievalIndex.build(entries, embedder, vectors=vectors)
+    index = RetrievalIndex.build(entries, embedder, vectors=vectors, dtype=args.dtypes[0])
     build_s = time.perf_counter() - t0
     print(f"{embedder.name}: {len(entries):,} examples, {len(index.owners):,} observations; "
           f"{len(base):,} keys embedded in {embed_s:.1f}s, index build {build_s:.1f}s")
@@ -105,28 +110,36 @@ def latency(embedder: Embedder, args: argparse.Namespace) -> dict[str, list[floa
     task = Task(id="bench", env="sql", instruction="bench", origin="user")
     pending_query = [""]  # what the scripted "LLM" answers when asked for a query
     combined = AgenticRetriever(index, env="sql", sources=("observation", "model"),
-                                query_model=ScriptedLLM(lambda m: pending_query[0]),
-                                count_tokens=token_counter("local/qwen2.5-coder-0.5b"))
-    for obs, query in queries[:5]:  # warm-up: tokenizers, BLAS, tiktoken
-        pending_query[0] = query + " warm-up"
-        combined(task, [], obs)
-    timings: dict[str, list[float]] = {"observation (BM25)": [], "dense (embed + HNSW)": [],
-                                       "embed only": [], "combined step": []}
-    for obs, query in queries:
-        t0 = time.perf_counter()
-        index.by_observation(obs, 5)
-        timings["observation (BM25)"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        index.by_text(query, 5)
-        timings["dense (embed + HNSW)"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        embedder.encode([query + " (embed)"])
-        timings["embed only"].append(time.perf_counter() - t0)
-        pending_query[0] = query + " (combined)"  # a new text: no cached embedding
-        t0 = time.perf_counter()
-        combined(task, [], obs)
-        timings["combined step"].append(time.perf_counter() - t0)
-    return timings
+                                query_model=ScriptedLLM(lambda m: pending_query[0]))
+    results = {}
+    for dtype in args.dtypes:
+        if dtype != args.dtypes[0]:
+            index.vectors = Index(ndim=embedder.dim, metric="cos", dtype=dtype)
+            index.vectors.add(np.arange(len(entries)), vectors)
+        for obs, query in queries[:5]:  # warm-up: tokenizers, BLAS, tiktoken
+            pending_query[0] = f"{query} warm-up {dtype}"
+            combined(task, [], obs)
+        timings: dict[str, list[float]] = {"observation (BM25)": [], "dense (embed + HNSW)": [],
+                                           "embed only": [], "combined step": [],
+                                           "agreement": []}
+        for obs, query in queries:
+            t0 = time.perf_counter()
+            index.by_observation(obs, 5)
+            timings["observation (BM25)"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            found = index.by_text(f"{query} {dtype}", 5)
+            timings["dense (embed + HNSW)"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            exact = embedder.encode([f"{query} {dtype}"])[0]
+            timings["embed only"].append(time.perf_counter() - t0)
+            top = set(np.argpartition(-(vectors @ exact), 5)[:5].tolist())
+            timings["agreement"].append(len(top.intersection(found)) / 5)
+            pending_query[0] = f"{query} {dtype} (combined)"  # a new text: no cached embedding
+            t0 = time.perf_counter()
+            combined(task, [], obs)
+            timings["combined step"].append(time.perf_counter() - t0)
+        results[dtype] = timings
+    return results
 
 
 def recall(embedder: Embedder, probe: Path) -> dict[int, list[int]]:
@@ -146,7 +159,11 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--unique-keys", type=int, default=5000)
-    parser.add_argument("--embedders", nargs="+", default=[MINILM_EMBEDDER, STATIC_EMBEDDER])
+    # The static embedder first: once torch has run MiniLM in this process, the static lookups
+    # measured 30-50 % slower than in a process of their own.
+    parser.add_argument("--embedders", nargs="+", default=[STATIC_EMBEDDER, MINILM_EMBEDDER])
+    parser.add_argument("--dtypes", nargs="+", default=[VECTOR_DTYPE, "f32"],
+                        help="usearch vector precisions to time (the first is the default)")
     parser.add_argument("--probe", type=Path,
                         default=Path(__file__).parent / "data" / "retrieval_probe_sql.jsonl")
     parser.add_argument("--seed", type=int, default=0)
@@ -160,20 +177,28 @@ def main() -> None:
         results[name] = (latency(embedder, args),
                          recall(embedder, args.probe) if args.probe.exists() else None)
 
-    lookups = list(next(iter(results.values()))[0])
-    print("\n| embedder | " + " | ".join(f"{k} p50 / p95 ms" for k in lookups)
-          + " | recall@1 [95% CI] | recall@5 [95% CI] |")
-    print("|---|" + "---|" * (len(lookups) + 2))
-    for name, (timings, found) in results.items():
-        cells = ["{:.2f} / {:.2f}".format(*percentiles(timings[k])) for k in lookups]
-        cells += [success_text(sum(found[k]), len(found[k])) if found else "no probe"
-                  for k in (1, 5)]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    first = next(iter(results.values()))[0]
+    lookups = [k for k in next(iter(first.values())) if k != "agreement"]
+    print("\n| embedder | vectors | " + " | ".join(f"{k} p50 / p95 ms" for k in lookups)
+          + " | HNSW top-5 = exact | recall@1 [95% CI] | recall@5 [95% CI] |")
+    print("|---|---|" + "---|" * (len(lookups) + 3))
+    for name, (by_dtype, found) in results.items():
+        for dtype, timings in by_dtype.items():
+            cells = ["{:.2f} / {:.2f}".format(*percentiles(timings[k])) for k in lookups]
+            cells.append(f"{100 * statistics.mean(timings['agreement']):.1f}%")
+            cells += [success_text(sum(found[k]), len(found[k])) if found else "no probe"
+                      for k in (1, 5)]
+            print(f"| {name} | {dtype} | " + " | ".join(cells) + " |")
+    step = {(name, dtype): percentiles(timings["combined step"])[0]
+            for name, (by_dtype, _) in results.items() for dtype, timings in by_dtype.items()}
+    baseline = next(iter(step))
+    for key, p50 in step.items():  # ratios within one run: the load is the same
+        if key != baseline:
+            print(f"combined step p50, {' '.join(key)} / {' '.join(baseline)}: "
+                  f"{p50 / step[baseline]:.2f}x")
     if len(results) == 2:
-        (a, (ta, _)), (b, (tb, _)) = results.items()
-        ratio = percentiles(ta["combined step"])[0] / percentiles(tb["combined step"])[0]
-        print(f"\ncombined step p50, {a} / {b}: {ratio:.1f}x (same run, same load)")
-        if (found_a := results[a][1]) and (found_b := results[b][1]):
+        (a, (_, found_a)), (b, (_, found_b)) = results.items()
+        if found_a and found_b:
             for k in (1, 5):  # the same probes: a paired comparison
                 c = compare(found_b[k], found_a[k])
                 print(f"recall@{k}, {b} - {a}: {100 * c['difference']:+.1f} pts "

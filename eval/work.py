@@ -16,20 +16,6 @@ from lbi.protocols import ChatModel, Environment, Reference
 from lbi.types import Task, Trajectory
 
 
-@lru_cache(maxsize=16)
-def token_counter(model: str) -> Callable[[str], int]:
-    """Tokens of a text for ``model`` (litellm's tokenizer for the provider; tiktoken's
-    cl100k estimate for models it does not know, such as the embedded ones). Memoized: the same
-    retrieved examples are counted again at every step."""
-    import litellm
-
-    @lru_cache(maxsize=100_000)
-    def count(text: str) -> int:
-        return litellm.token_counter(model=model, text=text)
-
-    return count
-
-
 @lru_cache(maxsize=8)
 def _index(folder: str, embedder_name: str) -> RetrievalIndex:
     """A saved retrieval index, loaded once per process."""
@@ -56,8 +42,7 @@ def episode(env: Environment, models: ModelSource, task: Task, *, name: str,
     if retrieval is not None and index_folder is not None:
         reference = AgenticRetriever(
             _index(index_folder, retrieval.embedder), env=env.name, sources=retrieval.sources,
-            m1=retrieval.m1, m2=retrieval.m2, max_tokens=retrieval.max_tokens, query_model=llm,
-            count_tokens=token_counter(model.model))
+            m1=retrieval.m1, m2=retrieval.m2, max_tokens=retrieval.max_tokens, query_model=llm)
     agent = Agent(llm, env, AgentConfig(step_limit=step_limit,
                                         episode_timeout_s=episode_timeout_s),
                   reference=reference)

@@ -3,6 +3,8 @@ all-MiniLM-L6-v2 embedder, bm25s and usearch; a scripted model only writes the s
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lbi.agent.retrieval import (
@@ -84,12 +86,27 @@ def test_agentic_retrieval_combines_observation_and_model_query_without_duplicat
 
 
 def test_reference_block_respects_the_token_budget(index):
-    one = len(index.entries[0].text) // 4
+    one = max(entry.tokens for entry in index.entries)
     retriever = AgenticRetriever(index, env="sql", sources=("instruction",), m2=5,
                                  max_tokens=one + 5)
     task = Task(id="t", env="sql", instruction="How many tracks are there?", origin="user")
     record = retriever(task, [], "")
     assert len(record.ids) == 1 and record.tokens <= one + 5 and record.query is None
+
+
+def test_token_counts_are_counted_once_and_restored(index, tmp_path):
+    import litellm
+
+    entry = index.entries[0]
+    assert entry.tokens == len(litellm.encode(model="local/qwen2.5-coder-0.5b", text=entry.text))
+    index.save(tmp_path / "saved")
+    # An index saved before entries carried counts: they are counted again on load.
+    lines = (tmp_path / "saved" / "entries.jsonl").read_text().splitlines()
+    (tmp_path / "saved" / "entries.jsonl").write_text("".join(
+        json.dumps({k: v for k, v in json.loads(line).items() if k != "tokens"}) + "\n"
+        for line in lines))
+    loaded = RetrievalIndex.load(tmp_path / "saved", index.embedder)
+    assert [e.tokens for e in loaded.entries] == [e.tokens for e in index.entries]
 
 
 def test_model_based_retrieval_needs_a_query_model(index):
