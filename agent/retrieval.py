@@ -97,8 +97,8 @@ matrix multiply: ~0.2 ms per query instead of MiniLM's ~20 ms (bench/retrieval.p
 DEFAULT_EMBEDDER = STATIC_EMBEDDER
 """Chosen by bench/retrieval.py (docs/retrieval.md): on the SQL probe it finds a paraphrased
 instruction about as often as MiniLM (recall@1 75.0 % vs 76.4 %, recall@5 92.6 % vs 95.9 %, the
-same 148 probes), at 2.4 ms instead of 24 ms per agent step on idle cores, and 0.9 ms instead of
-460 ms while an embedded model's server uses them."""
+same 148 probes), at ~2 ms instead of ~45 ms per agent step over 100k examples on idle cores, and
+0.9 ms instead of 460 ms over 2k examples while an embedded model's server uses them."""
 EMBEDDERS = (STATIC_EMBEDDER, MINILM_EMBEDDER)
 VECTOR_DTYPE = "f16"
 """How usearch stores the key vectors. bench/retrieval.py over 100k examples: half precision
