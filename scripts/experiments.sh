@@ -39,8 +39,8 @@ once "$OUT/results/demo/wall_s.txt" bash -c "start=\$(date +%s); lbi eval --conf
   && echo \$(( \$(date +%s) - start )) > '$OUT/results/demo/wall_s.txt'"
 row web "zero-shot"; row code "zero-shot"                       # the 0.5B floors ([3/7])
 row sql "LbI-ICL"                                               # (a) sql
+for env in shell code web sql; do row "$env" "zero-shot (1.5B)"; done   # the 1.5B floors ([3/7])
 synth shell 40:80 100:200
 row shell "LbI-ICL"                                             # (a) shell
 synth web 89:100 89:250
 row web "LbI-ICL"                                               # (a) web
-for env in sql shell code web; do row "$env" "zero-shot (1.5B)"; done   # the 1.5B floors
