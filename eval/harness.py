@@ -216,9 +216,21 @@ class Evaluation:
     def _claim(folder: Path, settings: dict[str, Any]) -> None:
         marker = folder / "agent.json"
         text = json.dumps(settings, indent=2, sort_keys=True, default=str)
-        if marker.exists() and marker.read_text() != text:
+        if marker.exists() and not _same_settings(json.loads(marker.read_text()),
+                                                  json.loads(text)):
             raise ConfigError(f"the agent in {folder} was run with other settings "
                               f"(see {marker}); give the changed configuration a new name or "
                               "delete that folder")
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(marker, text)
+
+
+def _same_settings(stored: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether an agent's stored settings are its current ones. A model setting added to
+    ``LLMConfig`` after the row ran is absent from the stored ones: it matches at its default."""
+    defaults = {name: field.get_default(call_default_factory=True)
+                for name, field in LLMConfig.model_fields.items()}
+    model = {**{k: v for k, v in current["model"].items()
+                if k not in stored.get("model", {}) and v == defaults.get(k, object())},
+             **stored.get("model", {})}
+    return {**stored, "model": model} == current

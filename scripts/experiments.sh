@@ -39,6 +39,17 @@ once "$OUT/results/demo/wall_s.txt" bash -c "start=\$(date +%s); lbi eval --conf
   && echo \$(( \$(date +%s) - start )) > '$OUT/results/demo/wall_s.txt'"
 row web "zero-shot"; row code "zero-shot"                       # the 0.5B floors ([3/7])
 row sql "LbI-ICL"                                               # (a) sql
+# (b) the 0.5B LoRA-trained on released/sql (CPU, both cores), evaluated without retrieval; the
+# model stays in this checkout's outputs/ (where the row's config points), its card and summary
+# go to results/train/
+lora=outputs/sft/qwen2.5-coder-0.5b-lbi
+once "$lora/model.gguf" env OMP_NUM_THREADS=2 accelerate launch --num_processes 1 train/sft.py \
+  --config recipes/qwen2.5-coder-0.5b/sft/lora-cpu.yaml --dataset_name "$OUT/released/sql"
+if [ -e "$lora/model.gguf" ]; then
+  mkdir -p "$OUT/results/train/qwen2.5-coder-0.5b-lbi"
+  cp "$lora/README.md" "$lora/training_summary.json" "$OUT/results/train/qwen2.5-coder-0.5b-lbi/"
+  row sql "fine-tuned (LoRA)"
+fi
 for env in shell code web sql; do row "$env" "zero-shot (1.5B)"; done   # the 1.5B floors ([3/7])
 synth shell 40:80 100:200
 row shell "LbI-ICL"                                             # (a) shell

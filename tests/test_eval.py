@@ -130,6 +130,24 @@ def test_a_changed_configuration_under_the_same_name_is_refused(tmp_path, datase
         Evaluation(changed, make_model=make_model).run(only=["LbI-ICL"])
 
 
+def test_a_row_run_before_a_model_setting_existed_is_still_its_own(tmp_path, dataset):
+    def make_model(config, budget):
+        return ScriptedLLM(copy_first_example, budget=budget)
+
+    config = _config(tmp_path, dataset)
+    Evaluation(config, make_model=make_model).run(only=["zero-shot"])
+    marker = tmp_path / "eval/episodes/zero-shot/agent.json"
+    settings = json.loads(marker.read_text())
+    del settings["model"]["endpoints"]  # as written before LLMConfig had `endpoints`
+    marker.write_text(json.dumps(settings))
+    Evaluation(config, make_model=make_model).run(only=["zero-shot"])
+    assert "endpoints" in json.loads(marker.read_text())["model"]
+    settings["model"]["deadline_s"] = 1.0  # a setting that did change is still refused
+    marker.write_text(json.dumps(settings))
+    with pytest.raises(ConfigError, match="other settings"):
+        Evaluation(config, make_model=make_model).run(only=["zero-shot"])
+
+
 def test_every_shipped_eval_config_validates():
     paths = sorted((ROOT / "configs/eval").glob("*.yaml"))
     assert paths
