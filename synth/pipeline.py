@@ -144,7 +144,8 @@ class Synthesis:
         store = JsonlStore(self.out / "taskgen.jsonl", taskgen.TaskGenRecord)
         contexts = self.env().task_contexts()
         tc = self.config.taskgen
-        self._map([(d, taskgen.context_for(d, contexts)) for d in docs if d.id not in store],
+        done = [record.env_args for d in docs if (record := store.get(d.id))]
+        self._map(taskgen.plan_contexts([d for d in docs if d.id not in store], contexts, done),
                   partial(work.generate_tasks, generator=self.config.models.generator,
                           n=tc.tasks_per_doc, doc_chars=tc.doc_chars),
                   lambda _, record: store.append(record), StageModels(self.make_model, budget),

@@ -526,3 +526,22 @@ def test_ctrl_c_stops_promptly_and_keeps_what_finished(tmp_path):
     final = _synth(path, tmp_path / "cache")
     assert final.wait(timeout=300) == 0
     assert set(kept) <= set(_jsonl_ids(store))
+
+
+def test_documents_are_spread_evenly_over_the_contexts_as_a_run_grows():
+    from collections import Counter
+
+    from lbi.envs.base import TaskContext
+    from lbi.synth.taskgen import plan_contexts
+    from lbi.types import Document, content_id
+
+    contexts = [TaskContext({"db": f"db{k}"}, f"Database: db{k}") for k in range(7)]
+    docs = [Document(id=content_id(k), title=f"doc {k}", text="x", source=f"page{k}")
+            for k in range(40)]
+    first = plan_contexts(docs[:21], contexts, done=[])
+    assert set(Counter(c.env_args["db"] for _, c in first).values()) == {3}
+    assert plan_contexts(docs[:21], contexts, done=[]) == first  # stable
+    # A grown run whose first documents all went to db0: the new ones go elsewhere first.
+    grown = plan_contexts(docs[21:33], contexts, done=[{"db": "db0"}] * 3)
+    counts = Counter(c.env_args["db"] for _, c in grown)
+    assert "db0" not in counts and set(counts.values()) == {2}
