@@ -143,7 +143,9 @@ class SQLEnv:
         for db, path in databases.build_databases().items():
             conn = databases.open_readonly(path)
             try:
-                contexts.append(TaskContext({"db": db}, f"Database: {db}\n{schema_text(conn)}"))
+                if _has_rows(conn):  # nothing to ask about an empty database (wta_1)
+                    contexts.append(TaskContext({"db": db},
+                                                f"Database: {db}\n{schema_text(conn)}"))
             finally:
                 conn.close()
         return contexts
@@ -219,6 +221,12 @@ class SQLEnv:
             return conn.execute(task.gold or "").fetchall()
         finally:
             conn.close()
+
+
+def _has_rows(conn: sqlite3.Connection) -> bool:
+    tables = conn.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                          "AND name NOT LIKE 'sqlite_%'").fetchall()
+    return any(conn.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone() for (table,) in tables)
 
 
 def schema_text(conn: sqlite3.Connection) -> str:
