@@ -51,6 +51,7 @@ if [ -e "$lora/model.gguf" ]; then
   row sql "fine-tuned (LoRA)"
 fi
 for env in shell code web sql; do row "$env" "zero-shot (1.5B)"; done   # the 1.5B floors ([3/7])
+synth sql 300:600   # towards 500 accepted; new documents go to the least-covered databases first
 synth shell 40:80 100:200
 row shell "LbI-ICL"                                             # (a) shell
 synth web 89:100 89:250
