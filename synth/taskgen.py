@@ -46,7 +46,8 @@ def context_for(doc: Document, contexts: list[TaskContext],
                 used: Counter[str] | None = None) -> TaskContext | None:
     """The environment set-up a document's tasks target: the one the document is about, else,
     going round the contexts from a stable start given by the document id, the first that the
-    fewest documents target so far (``used``: documents per context key, ``context_key``)."""
+    fewest documents target so far (``used``: documents per context, keyed by its ``env_args``
+    as JSON)."""
     if not contexts:
         return None
     claimed = [c for c in contexts if c.covers(doc.source)]
@@ -58,10 +59,10 @@ def context_for(doc: Document, contexts: list[TaskContext],
         number = int(content_id(doc.id), 16)
     start = number % len(contexts)
     ring = contexts[start:] + contexts[:start]
-    return min(ring, key=lambda c: used[context_key(c.env_args)]) if used is not None else ring[0]
+    return min(ring, key=lambda c: used[_context_key(c.env_args)]) if used is not None else ring[0]
 
 
-def context_key(env_args: dict) -> str:
+def _context_key(env_args: dict) -> str:
     return json.dumps(env_args, sort_keys=True)
 
 
@@ -71,12 +72,12 @@ def plan_contexts(docs: list[Document], contexts: list[TaskContext],
     ``env_args`` of documents whose tasks were generated before (a grown or resumed run), so a
     database or file system that chance left with few documents is chosen first. With a hash
     alone, 140 SQL documents over 21 databases gave one database a single task and another 27."""
-    used = Counter(context_key(env_args) for env_args in done)
+    used = Counter(_context_key(env_args) for env_args in done)
     planned = []
     for doc in docs:
         context = context_for(doc, contexts, used)
         if context is not None:
-            used[context_key(context.env_args)] += 1
+            used[_context_key(context.env_args)] += 1
         planned.append((doc, context))
     return planned
 
