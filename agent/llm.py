@@ -66,8 +66,9 @@ class Endpoint(BaseModel):
     or region); default: the provider's usual variable. Never the key itself."""
     max_concurrency: int = Field(8, ge=1)
     """This endpoint's share of the requests in flight: the group is bounded by the sum, and
-    the router (least-busy) sends each request to the endpoint with the fewest in flight.
-    (litellm enforces a per-endpoint limit only on its async path.)"""
+    the router (least-busy) sends each request to the endpoint with the fewest in flight. A
+    share, not a hard limit: the router's counts lag a moment behind the answers
+    (docs/scaling.md); a server's own limit (vLLM ``--max-num-seqs``) is exact."""
     rpm: int | None = Field(None, ge=1)
     """Requests per minute this endpoint allows (the router spreads load to respect it)."""
 

@@ -5,7 +5,7 @@ baseline) in two searchable forms, saved to one folder:
 - BM25 (bm25s) over every observation of every entry, for observation-based retrieval;
 - dense vectors of each entry's key text (its instruction), searched through a usearch HNSW
   index, for instruction- and model-based retrieval: by default a static word-embedding table
-  (``STATIC_EMBEDDER``), or any sentence-transformers model (all-MiniLM-L6-v2 ships offline).
+  (``STATIC_EMBEDDERS``), or any sentence-transformers model (all-MiniLM-L6-v2 ships offline).
 
 At every step ``AgenticRetriever`` takes m1 entries by the current observation, asks the LLM for a
 search query given (instruction, history, observation), takes m2 more by dense search on it,
@@ -90,16 +90,18 @@ def document_entry(doc: Document, chars: int = 1500) -> Entry:
                  text=f"### {doc.title}\n{cut_text(doc.text, chars)}")
 
 
-STATIC_EMBEDDER = "wordllama-l2-256"
-"""A static word-embedding table (WordLlama's 256-d ``l2_supercat``, MIT, shipped as plain data
-in the ``wordllama`` wheel): a text's vector is the mean of its tokens' rows. No network, no
-matrix multiply: ~0.2 ms per query instead of MiniLM's ~20 ms (bench/retrieval.py)."""
+STATIC_EMBEDDERS = {"wordllama-l2-128": 128, "wordllama-l2-256": 256}
+"""Static word-embedding tables: WordLlama's ``l2_supercat`` (MIT, shipped as plain data in the
+``wordllama`` wheel), a text's vector being the mean of its tokens' rows. No network, no matrix
+multiply: ~0.1 ms per query instead of MiniLM's ~25 ms (bench/retrieval.py). The table was
+trained Matryoshka-style, so its first 128 of 256 dimensions are an embedding of their own."""
+STATIC_EMBEDDER = "wordllama-l2-128"
 DEFAULT_EMBEDDER = STATIC_EMBEDDER
-"""Chosen by bench/retrieval.py (docs/retrieval.md): on the SQL probe it finds a paraphrased
-instruction about as often as MiniLM (recall@1 75.0 % vs 76.4 %, recall@5 92.6 % vs 95.9 %, the
-same 148 probes), at ~2 ms instead of ~45 ms per agent step over 100k examples on idle cores, and
-0.9 ms instead of 460 ms over 2k examples while an embedded model's server uses them."""
-EMBEDDERS = (STATIC_EMBEDDER, MINILM_EMBEDDER)
+"""Chosen by bench/retrieval.py (docs/retrieval.md). On the SQL probe the 128-d table finds a
+paraphrased instruction as often as the 256-d one and about as often as MiniLM (recall@1 77.0 %,
+75.0 %, 76.4 %; recall@5 93.9 %, 92.6 %, 95.9 %; the same 148 probes), and halves the HNSW
+search: ~1.5 ms per agent step over 100k examples instead of ~25 ms with MiniLM."""
+EMBEDDERS = (*STATIC_EMBEDDERS, MINILM_EMBEDDER)
 VECTOR_DTYPE = "f16"
 """How usearch stores the key vectors. bench/retrieval.py over 100k examples: half precision
 searched ~10 % faster than float32 with the same agreement with exact search (98.5 % of the top
@@ -108,15 +110,18 @@ searched ~10 % faster than float32 with the same agreement with exact search (98
 
 class Embedder:
     """Texts → unit-length float32 vectors: a sentence-transformers model on the CPU, or the
-    static word-embedding table ``STATIC_EMBEDDER``."""
+    static word-embedding table (``STATIC_EMBEDDERS``)."""
 
     def __init__(self, name: str = DEFAULT_EMBEDDER) -> None:
         self.name = name
         self._lock = threading.Lock()
-        if name == STATIC_EMBEDDER:
-            self._table, self._tokenizer = _static_table()
+        if name in STATIC_EMBEDDERS:
+            import numpy as np
+
+            table, self._tokenizer = _static_table()
+            self.dim = STATIC_EMBEDDERS[name]
+            self._table = np.ascontiguousarray(table[:, :self.dim])  # a Matryoshka prefix
             self.model = None
-            self.dim = int(self._table.shape[1])
         else:
             try:
                 from sentence_transformers import SentenceTransformer
@@ -165,14 +170,15 @@ def _embedder_path(name: str) -> str:
 
 @lru_cache(maxsize=1)
 def _static_table():
-    """The embedding table (float32) and tokenizer of ``STATIC_EMBEDDER``, read as data from the
-    installed wordllama package (its own loader would fetch the tokenizer from the Hub)."""
+    """The 256-d embedding table (float32) and tokenizer of ``STATIC_EMBEDDERS``, read as data
+    from the installed wordllama package (its own loader would fetch the tokenizer from the
+    Hub)."""
     from safetensors.numpy import load_file
     from tokenizers import Tokenizer
 
     spec = importlib.util.find_spec("wordllama")
     if spec is None or spec.origin is None:
-        raise AssetError(f"the {STATIC_EMBEDDER!r} embedder reads the wordllama package's data: "
+        raise AssetError("the wordllama-l2 embedders read the wordllama package's data: "
                          "pip install wordllama==0.4.0.post1")
     root = Path(spec.origin).parent
     table = load_file(str(root / "weights" / "l2_supercat_256.safetensors"))["embedding.weight"]
@@ -182,6 +188,7 @@ def _static_table():
     return table.astype("float32"), tokenizer
 
 
+@lru_cache(maxsize=1)
 def _bm25s():
     import bm25s
 
@@ -299,8 +306,9 @@ class RetrievalIndex:
         """Up to ``k`` entries whose keys are nearest to ``text`` (cosine)."""
         if k <= 0 or not self.entries:
             return []
-        matches = self.vectors.search(self.embedder.query(text), min(len(self.entries),
-                                                                   k + len(skip)))
+        # One query: searched on the calling thread (a thread pool costs more than it saves).
+        matches = self.vectors.search(self.embedder.query(text),
+                                      min(len(self.entries), k + len(skip)), threads=1)
         return [int(key) for key in matches.keys if int(key) not in skip][:k]
 
 

@@ -1,7 +1,7 @@
 """Per-step retrieval latency over a large example index, and retrieval quality, per embedder.
 
     python bench/retrieval.py [--examples 100000] [--queries 300] [--unique-keys 5000]
-        [--embedders wordllama-l2-256 all-MiniLM-L6-v2]
+        [--embedders wordllama-l2-128 wordllama-l2-256 all-MiniLM-L6-v2]
         [--dtypes f16 f32] [--probe bench/data/retrieval_probe_sql.jsonl]
 
 Latency: builds a RetrievalIndex of --examples synthetic SQL examples (1–4 steps each, so BM25
@@ -10,17 +10,18 @@ dense retrieval (embedding a new query + usearch HNSW, m2=5) and the combined lo
 step as AgenticRetriever runs it (observation + model-based, duplicates skipped, reference block
 filled to 2,000 tokens by the entries' token counts), excluding the LLM's query-writing call,
 for each usearch vector precision (--dtypes), with the share of HNSW's top 5 that exact search
-agrees with.
-Every query text is new, so no embedding cache helps. Only --unique-keys instructions are
-embedded (MiniLM on 100k texts would take most of an hour on 2 cores); the other entries'
+agrees with. The precisions are timed query by query in turn (after 50 warm-up queries), so
+each meets the same load. Every query text is new, so no embedding cache helps. Only
+--unique-keys instructions are embedded (MiniLM on 100k texts would take most of an hour on 2
+cores); the other entries'
 vectors are those plus small Gaussian noise, which keeps the clustered structure real
 instructions have. Target: combined p50 ≤ 2 ms with the static embedder.
 
 Quality: on the labelled probe (bench/make_retrieval_probe.py: the teacher's paraphrases of
 synthesized instructions), recall@1 and recall@5 of finding the instruction from its paraphrase
 among every instruction of the run and every task the generator proposed, with 95 % Wilson
-intervals, and for two embedders their paired difference on the same probes (bootstrap interval,
-exact McNemar test).
+intervals, and each embedder's paired difference from the first (the default) on the same probes
+(bootstrap interval, exact McNemar test).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import numpy as np
 from lbi.agent.retrieval import (
     MINILM_EMBEDDER,
     STATIC_EMBEDDER,
+    STATIC_EMBEDDERS,
     VECTOR_DTYPE,
     AgenticRetriever,
     Embedder,
@@ -107,27 +109,34 @@ def latency(embedder: Embedder, args: argparse.Namespace) -> dict[str, dict[str,
           f"{len(base):,} keys embedded in {embed_s:.1f}s, index build {build_s:.1f}s")
 
     queries = [(observation(rng), f"{instruction(rng)} #{q}") for q in range(args.queries)]
+    warm_up = [(observation(rng), f"{instruction(rng)} warm-up {q}") for q in range(50)]
     task = Task(id="bench", env="sql", instruction="bench", origin="user")
     pending_query = [""]  # what the scripted "LLM" answers when asked for a query
-    combined = AgenticRetriever(index, env="sql", sources=("observation", "model"),
-                                query_model=ScriptedLLM(lambda m: pending_query[0]))
-    results = {}
-    for dtype in args.dtypes:
-        if dtype != args.dtypes[0]:
-            index.vectors = Index(ndim=embedder.dim, metric="cos", dtype=dtype)
-            index.vectors.add(np.arange(len(entries)), vectors)
-        for obs, query in queries[:5]:  # warm-up: tokenizers, BLAS, tiktoken
-            pending_query[0] = f"{query} warm-up {dtype}"
-            combined(task, [], obs)
-        timings: dict[str, list[float]] = {"observation (BM25)": [], "dense (embed + HNSW)": [],
-                                           "embed only": [], "combined step": [],
-                                           "agreement": []}
-        for obs, query in queries:
+    indexes = {args.dtypes[0]: index}
+    for dtype in args.dtypes[1:]:  # the same entries and BM25, vectors stored at another precision
+        vector_index = Index(ndim=embedder.dim, metric="cos", dtype=dtype)
+        vector_index.add(np.arange(len(entries)), vectors)
+        indexes[dtype] = RetrievalIndex(index.entries, index.bm25, index.owners, vector_index,
+                                        embedder)
+    combined = {dtype: AgenticRetriever(ix, env="sql", sources=("observation", "model"),
+                                        query_model=ScriptedLLM(lambda m: pending_query[0]))
+                for dtype, ix in indexes.items()}
+    for obs, query in warm_up:  # caches, page faults, tokenizers, tiktoken: not what is timed
+        for dtype, retriever in combined.items():
+            pending_query[0] = f"{query} {dtype}"
+            retriever(task, [], obs)
+    results: dict[str, dict[str, list[float]]] = {
+        dtype: {"observation (BM25)": [], "dense (embed + HNSW)": [], "embed only": [],
+                "combined step": [], "agreement": []} for dtype in indexes}
+    # Interleaved, query by query: every precision meets the same load on a shared machine.
+    for obs, query in queries:
+        for dtype, ix in indexes.items():
+            timings = results[dtype]
             t0 = time.perf_counter()
-            index.by_observation(obs, 5)
+            ix.by_observation(obs, 5)
             timings["observation (BM25)"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            found = index.by_text(f"{query} {dtype}", 5)
+            found = ix.by_text(f"{query} {dtype}", 5)
             timings["dense (embed + HNSW)"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             exact = embedder.encode([f"{query} {dtype}"])[0]
@@ -136,9 +145,8 @@ def latency(embedder: Embedder, args: argparse.Namespace) -> dict[str, dict[str,
             timings["agreement"].append(len(top.intersection(found)) / 5)
             pending_query[0] = f"{query} {dtype} (combined)"  # a new text: no cached embedding
             t0 = time.perf_counter()
-            combined(task, [], obs)
+            combined[dtype](task, [], obs)
             timings["combined step"].append(time.perf_counter() - t0)
-        results[dtype] = timings
     return results
 
 
@@ -159,9 +167,11 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--unique-keys", type=int, default=5000)
-    # The static embedder first: once torch has run MiniLM in this process, the static lookups
+    # The static embedders first: once torch has run MiniLM in this process, the static lookups
     # measured 30-50 % slower than in a process of their own.
-    parser.add_argument("--embedders", nargs="+", default=[STATIC_EMBEDDER, MINILM_EMBEDDER])
+    parser.add_argument("--embedders", nargs="+",
+                        default=[STATIC_EMBEDDER, *(e for e in STATIC_EMBEDDERS
+                                                    if e != STATIC_EMBEDDER), MINILM_EMBEDDER])
     parser.add_argument("--dtypes", nargs="+", default=[VECTOR_DTYPE, "f32"],
                         help="usearch vector precisions to time (the first is the default)")
     parser.add_argument("--probe", type=Path,
@@ -196,16 +206,15 @@ def main() -> None:
         if key != baseline:
             print(f"combined step p50, {' '.join(key)} / {' '.join(baseline)}: "
                   f"{p50 / step[baseline]:.2f}x")
-    if len(results) == 2:
-        (a, (_, found_a)), (b, (_, found_b)) = results.items()
-        if found_a and found_b:
-            for k in (1, 5):  # the same probes: a paired comparison
-                c = compare(found_b[k], found_a[k])
-                print(f"recall@{k}, {b} - {a}: {100 * c['difference']:+.1f} pts "
+    (first, (_, found_first)), *others = results.items()
+    for name, (_, found) in others:  # the same probes: a paired comparison with the first
+        if found_first and found:
+            for k in (1, 5):
+                c = compare(found[k], found_first[k])
+                print(f"recall@{k}, {name} - {first}: {100 * c['difference']:+.1f} pts "
                       f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}], exact McNemar "
-                      f"p = {c['p_value']:.3f} ({c['only_this_row']} probes only {b} found, "
-                      f"{c['only_reference']} only {a})")
-
+                      f"p = {c['p_value']:.3f} ({c['only_this_row']} probes only {name} found, "
+                      f"{c['only_reference']} only {first})")
 
 if __name__ == "__main__":
     main()

@@ -35,7 +35,7 @@ class RetrievalConfig(Strict):
     max_tokens: int = Field(2000, ge=1)
     """Budget of the reference block; entries are added in retrieval order while they fit."""
     embedder: str = DEFAULT_EMBEDDER
-    """wordllama-l2-256 (a static table, the default), all-MiniLM-L6-v2, or any
+    """wordllama-l2-128 (a static table, the default), wordllama-l2-256, all-MiniLM-L6-v2, or any
     sentence-transformers model name or folder (docs/retrieval.md)."""
 
     @model_validator(mode="after")

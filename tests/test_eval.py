@@ -96,7 +96,7 @@ def test_every_configuration_runs_reports_and_resumes_without_new_calls(tmp_path
     assert "| LbI-ICL | 50.0% [9.5, 90.5] (1/2) | +50.0 pts [" in table
     assert "| agent | extra | hard |" in table and "| LbI-ICL | 0.0% [0.0, 79.3] (0/1) |" in table
     assert (tmp_path / "eval/results.png").read_bytes()[:4] == b"\x89PNG"
-    assert (dataset / "index/examples-wordllama-l2-256/meta.json").exists()
+    assert (dataset / "index/examples-wordllama-l2-128/meta.json").exists()
 
     before = len(calls)
     again = Evaluation(config, make_model=make_model).run()

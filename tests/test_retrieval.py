@@ -10,6 +10,7 @@ import pytest
 from lbi.agent.retrieval import (
     MINILM_EMBEDDER,
     STATIC_EMBEDDER,
+    STATIC_EMBEDDERS,
     AgenticRetriever,
     Embedder,
     RetrievalIndex,
@@ -144,23 +145,27 @@ def static_index(examples):
                                 Embedder(STATIC_EMBEDDER))
 
 
-def test_the_static_embedder_gives_wordllamas_own_vectors():
+@pytest.mark.parametrize(("name", "dim"), STATIC_EMBEDDERS.items())
+def test_the_static_embedders_give_wordllamas_own_vectors(name, dim):
     import numpy as np
     from wordllama.inference import WordLlamaInference
     from wordllama.tokenizers import tokenizer_from_file
 
     table, _ = _static_table()
-    reference = WordLlamaInference(table, tokenizer_from_file("l2_supercat_tokenizer_config.json"),
+    # WordLlama.load(trunc_dim=...) keeps the table's first columns, as we do.
+    reference = WordLlamaInference(table[:, :dim],
+                                   tokenizer_from_file("l2_supercat_tokenizer_config.json"),
                                    binary=False)
     texts = ["Count the dogs kept by girls.", "Which pets are older than 3 years?", "é ✓ SELECT *"]
-    ours = Embedder(STATIC_EMBEDDER).encode(texts)
+    ours = Embedder(name).encode(texts)
+    assert ours.shape == (3, dim)
     np.testing.assert_allclose(ours, reference.embed(texts, norm=True), atol=1e-6)
-    assert not Embedder(STATIC_EMBEDDER).encode([""]).any()  # no tokens: a zero vector, no NaN
+    assert not Embedder(name).encode([""]).any()  # no tokens: a zero vector, no NaN
 
 
 def test_dense_search_with_the_static_embedder_and_its_saved_index(static_index, tmp_path):
     assert _instructions(static_index, static_index.by_text("songs in the music store", 1)) == [
         "How many tracks are in the music store?"]
     static_index.save(tmp_path / "idx")
-    with pytest.raises(ConfigError, match="built with 'wordllama-l2-256'"):
+    with pytest.raises(ConfigError, match=f"built with '{STATIC_EMBEDDER}'"):
         RetrievalIndex.load(tmp_path / "idx", Embedder(MINILM_EMBEDDER))
