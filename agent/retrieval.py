@@ -99,8 +99,8 @@ STATIC_EMBEDDER = "wordllama-l2-128"
 DEFAULT_EMBEDDER = STATIC_EMBEDDER
 """Chosen by bench/retrieval.py (docs/retrieval.md). On the SQL probe the 128-d table finds a
 paraphrased instruction as often as the 256-d one and about as often as MiniLM (recall@1 77.0 %,
-75.0 %, 76.4 %; recall@5 93.9 %, 92.6 %, 95.9 %; the same 148 probes), and halves the HNSW
-search: ~1.5 ms per agent step over 100k examples instead of ~25 ms with MiniLM."""
+75.0 %, 76.4 %; recall@5 93.9 %, 92.6 %, 95.9 %; the same 148 probes) with half the vectors'
+memory, at 1.5–2 ms per agent step over 100k examples instead of ~30 ms with MiniLM."""
 EMBEDDERS = (*STATIC_EMBEDDERS, MINILM_EMBEDDER)
 VECTOR_DTYPE = "f16"
 """How usearch stores the key vectors. bench/retrieval.py over 100k examples: half precision

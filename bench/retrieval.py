@@ -13,9 +13,9 @@ for each usearch vector precision (--dtypes), with the share of HNSW's top 5 tha
 agrees with. The precisions are timed query by query in turn (after 50 warm-up queries), so
 each meets the same load. Every query text is new, so no embedding cache helps. Only
 --unique-keys instructions are embedded (MiniLM on 100k texts would take most of an hour on 2
-cores); the other entries'
-vectors are those plus small Gaussian noise, which keeps the clustered structure real
-instructions have. Target: combined p50 ≤ 2 ms with the static embedder.
+cores); the other entries' vectors are those plus small Gaussian noise, which keeps the
+clustered structure real instructions have. Target: combined p50 ≤ 2 ms with the static
+embedder.
 
 Quality: on the labelled probe (bench/make_retrieval_probe.py: the teacher's paraphrases of
 synthesized instructions), recall@1 and recall@5 of finding the instruction from its paraphrase
@@ -215,6 +215,7 @@ def main() -> None:
                       f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}], exact McNemar "
                       f"p = {c['p_value']:.3f} ({c['only_this_row']} probes only {name} found, "
                       f"{c['only_reference']} only {first})")
+
 
 if __name__ == "__main__":
     main()
