@@ -93,7 +93,7 @@ def document_entry(doc: Document, chars: int = 1500) -> Entry:
 STATIC_EMBEDDERS = {"wordllama-l2-128": 128, "wordllama-l2-256": 256}
 """Static word-embedding tables: WordLlama's ``l2_supercat`` (MIT, shipped as plain data in the
 ``wordllama`` wheel), a text's vector being the mean of its tokens' rows. No network, no matrix
-multiply: ~0.1 ms per query instead of MiniLM's ~25 ms (bench/retrieval.py). The table was
+multiply: ~0.15 ms per query instead of MiniLM's ~25 ms (bench/retrieval.py). The table was
 trained Matryoshka-style, so its first 128 of 256 dimensions are an embedding of their own."""
 STATIC_EMBEDDER = "wordllama-l2-128"
 DEFAULT_EMBEDDER = STATIC_EMBEDDER
