@@ -22,7 +22,7 @@ import diskcache  # noqa: E402
 import litellm  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
-from lbi.agent.providers import is_embedded, provider_of  # noqa: E402
+from lbi.agent.providers import REJECTED, is_embedded, provider_of  # noqa: E402
 from lbi.assets import lbi_home  # noqa: E402
 from lbi.errors import BudgetExceeded, ModelError  # noqa: E402
 from lbi.protocols import Completion  # noqa: E402
@@ -35,7 +35,6 @@ litellm.suppress_debug_info = True
 # fails every call (ModelError: the run stops); an over-long or malformed request fails only
 # itself (RequestRejected: what needed it ends in an error, the run goes on).
 _FATAL = (litellm.AuthenticationError, litellm.NotFoundError, litellm.PermissionDeniedError)
-_REJECTED = (litellm.ContextWindowExceededError, litellm.BadRequestError)
 # Request fields that do not change the answer, left out of the cache key.
 _NOT_IN_KEY = {"timeout", "mock_response", "max_retries", "num_retries"}
 
@@ -65,10 +64,8 @@ class Endpoint(BaseModel):
     """The name of the environment variable that holds this endpoint's key (another account
     or region); default: the provider's usual variable. Never the key itself."""
     max_concurrency: int = Field(8, ge=1)
-    """This endpoint's share of the requests in flight: the group is bounded by the sum, and
-    the router (least-busy) sends each request to the endpoint with the fewest in flight. A
-    share, not a hard limit: the router's counts lag a moment behind the answers
-    (docs/scaling.md); a server's own limit (vLLM ``--max-num-seqs``) is exact."""
+    """Requests in flight at once to this endpoint from this process (exact: a request waits
+    for a free slot); each request goes to the endpoint with the most free slots."""
     rpm: int | None = Field(None, ge=1)
     """Requests per minute this endpoint allows (the router spreads load to respect it)."""
 
@@ -111,9 +108,9 @@ class LLMConfig(BaseModel):
     """Passed through to ``litellm.completion`` (e.g. ``top_p``). Never put API keys here."""
     endpoints: list[Endpoint] = Field(default_factory=list)
     """Several endpoints serving this model (vLLM servers, llama-servers, keys or regions of a
-    provider): litellm's Router spreads the requests, honours each one's concurrency and rate
-    limits, and cools down an endpoint that keeps failing; ``model`` then names the group (and
-    is each endpoint's default model string). docs/scaling.md."""
+    provider): litellm's Router sends the requests, each to an endpoint below its concurrency
+    and rate limits, and an endpoint that fails is cooled down for 30 s; ``model`` then names
+    the group (and is each endpoint's default model string). docs/scaling.md."""
 
 
 def default_concurrency(config: LLMConfig) -> int:
@@ -297,7 +294,7 @@ class LLM:
         the call's deadline (LLMCallFailed)."""
         if isinstance(exc, _FATAL):
             raise ModelError(f"{self.config.model}: {exc}") from exc
-        if isinstance(exc, _REJECTED):
+        if isinstance(exc, REJECTED):
             self.budget.record_failure()
             raise RequestRejected(f"{self.config.model}: {type(exc).__name__}: "
                                   f"{str(exc)[:500]}") from exc

@@ -7,8 +7,9 @@
 - anything else: litellm's providers (``anthropic/…``, ``openai/…`` with ``api_base``,
   ``hosted_vllm/…``, …), priced by litellm where it knows the price; grammars and schemas only
   reach OpenAI-compatible servers named by ``api_base``;
-- a config with ``endpoints``: litellm's Router over them (load balancing, per-endpoint
-  concurrency and rate limits, cooldown of a failing endpoint).
+- a config with ``endpoints``: litellm's Router over them, each request sent to the endpoint
+  EndpointPicker chooses (exact per-endpoint concurrency caps, rate limits, cooldown of a
+  failing endpoint).
 
 ``LLM`` (agent/llm.py) asks the provider to validate a config, to bound its concurrency, to
 route and send each request and to name the model in the cache key; nothing else tests a
@@ -18,11 +19,15 @@ prefix.
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
+import uuid
+from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 import litellm
+from litellm.types.router import CustomRoutingStrategyBase
 
 from lbi.agent import local, server
 from lbi.errors import ModelError
@@ -30,6 +35,9 @@ from lbi.errors import ModelError
 if TYPE_CHECKING:
     from lbi.agent.llm import LLMConfig
 
+REJECTED = (litellm.ContextWindowExceededError, litellm.BadRequestError)
+"""Errors of one request that retrying cannot fix (over-long, malformed): the request's fault,
+not the endpoint's."""
 _HEALTH_TTL_S = 10.0
 """A server seen healthy this recently is trusted without a /health request."""
 
@@ -188,9 +196,96 @@ def _grammar_in_body(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+class EndpointPicker(CustomRoutingStrategyBase):
+    """The Router's choice of endpoint with exact per-endpoint caps (a custom routing strategy).
+
+    The router's own least-busy counts are settled by logging callbacks a moment after each
+    answer, so on the synchronous path an endpoint can briefly receive more than its cap (two
+    stand-ins with a cap of 2 held 3); litellm's own per-deployment cap holds only on its async
+    path, and there a request to a full endpoint fails with a 429 instead of waiting. Here each
+    request waits for a free slot of an endpoint that is neither cooling down (it failed within
+    ``cooldown_s``) nor at its ``rpm`` in the last minute, and takes the one with the most free
+    slots. If every endpoint is cooling down or at its rate, they are all candidates again
+    (a call then meets the error, and LLM's retries back off), so no request waits forever.
+    The counts are exact because the slot is taken here and given back by ``release`` when the
+    request ends, which RouterProvider.send does in ``finally``. They are a process's counts:
+    Ray actors each hold their own (docs/scaling.md)."""
+
+    def __init__(self, deployments: list[dict[str, Any]], caps: list[int],
+                 rpms: list[int | None], cooldown_s: float) -> None:
+        self.deployments, self.caps, self.rpms = deployments, caps, rpms
+        self.cooldown_s = cooldown_s
+        self.in_flight = [0] * len(caps)
+        self._cool_until = [0.0] * len(caps)
+        self._sent: list[deque[float]] = [deque() for _ in caps]
+        self._taken: dict[str, int] = {}
+        self._turn = random.randrange(len(caps))
+        self._changed = threading.Condition()
+
+    def _candidates(self, now: float) -> list[int]:
+        for sent in self._sent:
+            while sent and sent[0] <= now - 60.0:
+                sent.popleft()
+        usable = [i for i, rpm in enumerate(self.rpms) if self._cool_until[i] <= now
+                  and (rpm is None or len(self._sent[i]) < rpm)]
+        return usable or list(range(len(self.caps)))
+
+    def _next_change(self, now: float) -> float:
+        """Seconds until a cooldown ends or a minute's request leaves a rate window."""
+        times = [t for t in self._cool_until if t > now]
+        times += [sent[0] + 60.0 for sent in self._sent if sent]
+        return max(0.01, min(times) - now) if times else 1.0
+
+    def take(self, request_id: str) -> dict[str, Any]:
+        """Wait for a free slot, take it for ``request_id``; the endpoint's deployment."""
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                free = [i for i in self._candidates(now) if self.in_flight[i] < self.caps[i]]
+                if free:
+                    break
+                self._changed.wait(self._next_change(now))
+            # The most free slots; ties in turn, so that processes that each see only their
+            # own requests (Ray actors) still spread them.
+            self._turn = (self._turn + 1) % len(self.caps)
+            chosen = max(free, key=lambda i: (self.caps[i] - self.in_flight[i],
+                                              -((i - self._turn) % len(self.caps))))
+            self.in_flight[chosen] += 1
+            self._sent[chosen].append(now)
+            self._taken[request_id] = chosen
+        return self.deployments[chosen]
+
+    def release(self, request_id: str, endpoint_failed: bool) -> None:
+        """Give back the slot of ``request_id``; cool its endpoint down if it failed."""
+        with self._changed:
+            chosen = self._taken.pop(request_id, None)
+            if chosen is None:  # the router failed before it picked an endpoint
+                return
+            self.in_flight[chosen] -= 1
+            if endpoint_failed:
+                self._cool_until[chosen] = time.monotonic() + self.cooldown_s
+            self._changed.notify_all()
+
+    def get_available_deployment(self, model: str, messages: list[dict[str, str]] | None = None,
+                                 input: str | list[object] | None = None,  # noqa: A002
+                                 specific_deployment: bool | None = False,
+                                 request_kwargs: dict[str, object] | None = None) -> Any:
+        metadata: Any = (request_kwargs or {}).get("metadata") or {}
+        return self.take(metadata[_REQUEST_ID])
+
+    async def async_get_available_deployment(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("the pipeline calls the router synchronously")
+
+
+_REQUEST_ID = "lbi_request_id"
+"""The metadata key that ties a request's endpoint slot to the request."""
+_COOLDOWN_S = 30.0
+
+
 class RouterProvider:
     """A model served by several endpoints, through one litellm Router per config (shared by
-    every thread, so an endpoint's cooldown and concurrency count hold for the whole run)."""
+    every thread, so an endpoint's cooldown and concurrency count hold for the whole run); the
+    Router sends each request where EndpointPicker says."""
 
     def __init__(self, config: LLMConfig) -> None:
         if config.model.startswith(EMBEDDED.prefix):
@@ -199,22 +294,22 @@ class RouterProvider:
                              "and their api_base")
         self.config = config
         deployments = []
-        for endpoint in config.endpoints:
-            params: dict[str, Any] = {"model": endpoint.model or config.model,
-                                      "max_parallel_requests": endpoint.max_concurrency}
+        for number, endpoint in enumerate(config.endpoints):
+            params: dict[str, Any] = {"model": endpoint.model or config.model}
             if endpoint.api_base:
                 params["api_base"] = endpoint.api_base
             if endpoint.api_key_env:
                 params["api_key"] = os.environ.get(endpoint.api_key_env, "")
             elif endpoint.api_base and not os.environ.get("OPENAI_API_KEY"):
                 params["api_key"] = "EMPTY"  # local OpenAI-compatible servers need no key
-            if endpoint.rpm:
-                params["rpm"] = endpoint.rpm
-            deployments.append({"model_name": config.model, "litellm_params": params})
-        # No retries here: LLM retries the call, and the router sends each attempt to an
-        # endpoint that is not cooling down.
-        self.router = litellm.Router(model_list=deployments, num_retries=0, allowed_fails=1,
-                                     cooldown_time=30, routing_strategy="least-busy")
+            deployments.append({"model_name": config.model, "litellm_params": params,
+                                "model_info": {"id": f"{config.model}#{number}"}})
+        # No retries here: LLM retries the call, and each attempt is routed afresh.
+        self.router = litellm.Router(model_list=deployments, num_retries=0)
+        self.picker = EndpointPicker(
+            deployments, [e.max_concurrency for e in config.endpoints],
+            [e.rpm for e in config.endpoints], cooldown_s=_COOLDOWN_S)
+        self.router.set_custom_routing_strategy(self.picker)
 
     def validate(self, config: LLMConfig) -> None:
         for endpoint in config.endpoints:
@@ -236,7 +331,19 @@ class RouterProvider:
         return _grammar_in_body(kwargs)
 
     def send(self, config: LLMConfig, kwargs: dict[str, Any]) -> Any:
-        return self.router.completion(**self.route(config, kwargs))
+        request_id = uuid.uuid4().hex
+        kwargs = self.route(config, kwargs)
+        kwargs["metadata"] = {**(kwargs.get("metadata") or {}), _REQUEST_ID: request_id}
+        endpoint_failed = True
+        try:
+            response = self.router.completion(**kwargs)
+            endpoint_failed = False
+            return response
+        except REJECTED:
+            endpoint_failed = False
+            raise
+        finally:
+            self.picker.release(request_id, endpoint_failed)
 
     def cache_model(self, config: LLMConfig) -> str:
         return f"router:{config.model}"

@@ -189,20 +189,36 @@ def _most_at_once(spans: list[tuple[float, float]]) -> int:
     return most
 
 
-def test_requests_spread_over_endpoints_within_the_groups_concurrency():
+def test_requests_spread_over_endpoints_and_each_endpoints_cap_is_exact():
     from concurrent.futures import ThreadPoolExecutor
 
     from standin import ACTION, StandIn
 
-    with StandIn(latency_s=0.2) as a, StandIn(latency_s=0.2) as b:
-        llm = _routed(a.url, b.url, max_concurrency=2)
-        with ThreadPoolExecutor(8) as pool:
+    with StandIn(latency_s=0.2) as a, StandIn(latency_s=0.2) as b, StandIn(latency_s=0.2) as c:
+        llm = LLM(LLMConfig(model="openai/agent", cache=False, endpoints=[
+            {"api_base": a.url, "max_concurrency": 1}, {"api_base": b.url, "max_concurrency": 2},
+            {"api_base": c.url, "max_concurrency": 3}]))
+        with ThreadPoolExecutor(12) as pool:
             texts = list(pool.map(lambda k: llm.complete(
-                [{"role": "user", "content": f"q{k}"}]).text, range(16)))
-    assert texts == [ACTION] * 16
-    assert a.requests + b.requests == 16 and a.requests >= 4 and b.requests >= 4
-    # 8 threads, 2 + 2 slots: never more than 4 requests out at once, both endpoints busy.
-    assert _most_at_once(a.spans + b.spans) == 4
+                [{"role": "user", "content": f"q{k}"}]).text, range(48)))
+    assert texts == [ACTION] * 48
+    # 12 threads, 1 + 2 + 3 slots: each server at its own cap, never over it (with litellm's
+    # least-busy the cap-1 server held 2), all six slots in use at once.
+    assert [_most_at_once(s.spans) for s in (a, b, c)] == [1, 2, 3]
+    assert _most_at_once(a.spans + b.spans + c.spans) == 6
+    assert a.requests + b.requests + c.requests == 48 and a.requests < b.requests < c.requests
+    assert llm.provider.picker.in_flight == [0, 0, 0]  # every slot given back
+
+
+def test_an_endpoint_at_its_rate_limit_leaves_the_rest_to_the_others():
+    from standin import StandIn
+
+    with StandIn() as limited, StandIn() as other:
+        llm = LLM(LLMConfig(model="openai/agent", cache=False, endpoints=[
+            {"api_base": limited.url, "rpm": 2}, {"api_base": other.url}]))
+        for k in range(8):
+            llm.complete([{"role": "user", "content": f"q{k}"}])
+    assert limited.requests == 2 and other.requests == 6
 
 
 def test_a_failing_endpoint_is_cooled_down_and_the_others_answer():
