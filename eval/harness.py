@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from lbi.agent.llm import LLM, Budget, LLMConfig, default_concurrency, validate_model
+from lbi.agent.retrieval import QUERY_PROMPT
 from lbi.agent.runner import Executor, StageModels, finished_episode, make_executor
 from lbi.envs import splits
 from lbi.envs.base import check_infrastructure
@@ -28,7 +29,7 @@ from lbi.io import atomic_write_text, lock_dir
 from lbi.protocols import ChatModel, Environment
 from lbi.redact import redact_config
 from lbi.tracking import start_run
-from lbi.types import Task, Trajectory
+from lbi.types import Task, Trajectory, content_id
 
 ModelFactory = Callable[[LLMConfig, Budget], ChatModel]
 
@@ -209,6 +210,8 @@ class Evaluation:
         model = self.config.model_for(spec).model_dump(exclude={
             "timeout_s", "max_concurrency", "cache", "max_retries", "retry_backoff_s"})
         retrieval = spec.retrieval.model_dump() if spec.retrieval else None
+        if retrieval and "model" in retrieval["sources"]:  # a reworded prompt is another agent
+            retrieval["query_prompt"] = content_id(QUERY_PROMPT)
         return {"model": redact_config(model), "retrieval": retrieval,
                 "step_limit": self.config.step_limit, "env_args": self.config.env_args}
 

@@ -13,6 +13,7 @@ from conftest import executed_example
 from lbi.agent.scripted import ScriptedLLM
 from lbi.envs import make_env
 from lbi.errors import ConfigError
+from lbi.eval import harness
 from lbi.eval.config import EvalConfig, load_eval_config
 from lbi.eval.harness import Evaluation
 from lbi.synth import export
@@ -48,7 +49,7 @@ def copy_first_example(messages: list[dict]) -> str:
     """The scripted agent: writes a fixed search query, and acts by submitting the first
     retrieved example's action (or stops when nothing was retrieved)."""
     prompt = messages[-1]["content"]
-    if "search query" in prompt:
+    if "library of solved tasks" in prompt:
         return "QUERY: count dogs of female students"
     match = re.search(r"Step 1 ACTION: (submit .*)", prompt)
     return f"REASON: copy the example\nACTION: {match.group(1) if match else 'stop'}"
@@ -120,7 +121,7 @@ def test_only_runs_the_named_agent_and_keeps_the_other_rows(tmp_path, dataset):
         Evaluation(config, make_model=make_model).run(only=["nobody"])
 
 
-def test_a_changed_configuration_under_the_same_name_is_refused(tmp_path, dataset):
+def test_a_changed_configuration_under_the_same_name_is_refused(tmp_path, dataset, monkeypatch):
     def make_model(config, budget):
         return ScriptedLLM(copy_first_example, budget=budget)
 
@@ -128,6 +129,10 @@ def test_a_changed_configuration_under_the_same_name_is_refused(tmp_path, datase
     changed = _config(tmp_path, dataset, max_tokens=50)
     with pytest.raises(ConfigError, match="other settings"):
         Evaluation(changed, make_model=make_model).run(only=["LbI-ICL"])
+    # So is a reworded query prompt (its episodes asked the model something else).
+    monkeypatch.setattr(harness, "QUERY_PROMPT", harness.QUERY_PROMPT + " Be brief.")
+    with pytest.raises(ConfigError, match="other settings"):
+        Evaluation(_config(tmp_path, dataset), make_model=make_model).run(only=["LbI-ICL"])
 
 
 def test_a_row_run_before_a_model_setting_existed_is_still_its_own(tmp_path, dataset):
