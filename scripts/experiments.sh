@@ -38,11 +38,12 @@ once "$OUT/results/demo/wall_s.txt" bash -c "start=\$(date +%s); lbi eval --conf
   configs/eval/demo.yaml --set output_dir='$OUT/results/demo' --set dataset='$OUT/released/sql' \
   && echo \$(( \$(date +%s) - start )) > '$OUT/results/demo/wall_s.txt'"
 row web "zero-shot"; row code "zero-shot"                       # the 0.5B floors ([3/7])
-row sql "LbI-ICL"                                               # (a) sql
+# (a) sql ran with the first query prompt (results/sql-query-v1); rerun after web and shell
 synth web 89:150   # then the row; grown further once it exists
 row web "LbI-ICL"                                               # (a) web
 synth shell 40:80 100:200
 row shell "LbI-ICL"                                             # (a) shell
+row sql "LbI-ICL"                                               # (a) sql, plain-words query
 # (b) the 0.5B LoRA-trained on released/sql (CPU, both cores), evaluated without retrieval; the
 # model stays in this checkout's outputs/ (where the row's config points), its card and summary
 # go to results/train/

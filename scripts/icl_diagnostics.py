@@ -1,6 +1,8 @@
 """Where a retrieval row's gain goes: a retrieval row against its reference, task by task.
 
     python scripts/icl_diagnostics.py results/sql released/sql --row LbI-ICL
+    python scripts/icl_diagnostics.py results/sql-query-v1 released/sql \
+        --reference-results results/sql
 
 Reads the committed episodes of both rows (``<results>/episodes/<row>/<task>.json``) and the
 dataset the row retrieved from, and prints, on the tasks both rows ran:
@@ -52,6 +54,8 @@ def table(title: str, groups: dict[str, list[tuple[bool, bool]]], row: str, refe
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="an evaluation's output_dir")
+    parser.add_argument("--reference-results", type=Path,
+                        help="the output_dir of the reference row (default: the same)")
     parser.add_argument("dataset", type=Path, help="the released dataset the row retrieved from")
     parser.add_argument("--row", default="LbI-ICL")
     parser.add_argument("--reference", default="zero-shot")
@@ -61,7 +65,8 @@ def main() -> None:
                             split="train")
     instance_of = {e["id"]: instance(e["env_args"]) for e in examples}
     held = Counter(instance_of.values())
-    row, ref = episodes(args.results, args.row), episodes(args.results, args.reference)
+    row = episodes(args.results, args.row)
+    ref = episodes(args.reference_results or args.results, args.reference)
     tasks = sorted(set(row) & set(ref))
     a = [int(row[t].solved) for t in tasks]
     b = [int(ref[t].solved) for t in tasks]
