@@ -55,5 +55,5 @@ if [ -e "$lora/model.gguf" ]; then
   cp "$lora/README.md" "$lora/training_summary.json" "$OUT/results/train/qwen2.5-coder-0.5b-lbi/"
   row sql "fine-tuned (LoRA)"
 fi
-for env in shell code web sql; do row "$env" "zero-shot (1.5B)"; done   # the 1.5B floors ([3/7])
+for env in shell web sql code; do row "$env" "zero-shot (1.5B)"; done   # the 1.5B floors ([3/7])
 synth sql 300:600   # towards 500 accepted; new documents go to the least-covered databases first
