@@ -345,7 +345,7 @@ def parse_query(text: str) -> str:
     for line in text.splitlines():
         line = line.strip().strip("`\"'").strip()
         label, _, rest = line.partition(":")
-        if label.lower() in {"query", "request"}:
+        if label.lower() in {"query", "request", "task"}:
             line = rest.strip().strip("\"'")
         if line:
             return line[:300]

@@ -125,6 +125,7 @@ def test_documents_are_indexed_the_same_way(embedder):
 @pytest.mark.parametrize(("answer", "query"), [
     ("QUERY: join students and pets", "join students and pets"),
     ("Request: 'count tracks per genre'", "count tracks per genre"),
+    ("Task: Identify TV channels without cartoons", "Identify TV channels without cartoons"),
     ("Show pets: name and age", "Show pets: name and age"),
     ('"count tracks per genre"\nexplanation…', "count tracks per genre"),
     ("\n\n  list albums  \n", "list albums"),
