@@ -29,6 +29,8 @@ class Corpus:
     """Entries dropped because they overlap a held-out task."""
     folder: Path
     """Where the index is saved (workers load it from there)."""
+    fingerprint: str
+    """The entries (ids and texts) and the embedder: another dataset is another corpus."""
 
 
 def check_dataset(corpus: str, dataset: Path | None) -> None:
@@ -65,8 +67,8 @@ def open_corpus(corpus: str, *, dataset: Path | None, cache_root: Path, env: Env
     folder = root / f"{corpus}-{slug(embedder.name)}"
     fingerprint = content_id([e.id for e in entries], [e.text for e in entries], embedder.name)
     if RetrievalIndex.saved_fingerprint(folder) == fingerprint:
-        return Corpus(RetrievalIndex.load(folder, embedder), dropped, folder)
+        return Corpus(RetrievalIndex.load(folder, embedder), dropped, folder, fingerprint)
     with console.status(f"indexing {len(entries)} {corpus} entries…"):
         index = RetrievalIndex.build(entries, embedder)
         index.save(folder, fingerprint)
-    return Corpus(index, dropped, folder)
+    return Corpus(index, dropped, folder, fingerprint)

@@ -160,12 +160,12 @@ class Evaluation:
         """All episodes of one agent configuration (finished ones are read back, not rerun).
         Returns its row, or None when episodes were left unfinished by a failing endpoint."""
         folder = self._folder(spec)
-        settings = self._settings(spec)
-        self._claim(folder, settings)
-        (folder / "row.json").unlink(missing_ok=True)
         # Decontaminated against every benchmark task of the env, not only the evaluated ones.
         held_out = self.env().benchmark_tasks()
         corpus = self.corpus(spec.retrieval, held_out) if spec.retrieval else None
+        settings = self._settings(spec, corpus)
+        self._claim(folder, settings)
+        (folder / "row.json").unlink(missing_ok=True)
         done = {t.id: traj for t in tasks
                 if (traj := finished_episode(folder / f"{t.id}.json"))}
         todo = [t for t in tasks if t.id not in done]
@@ -205,12 +205,15 @@ class Evaluation:
     def _folder(self, spec: AgentSpec) -> Path:
         return self.config.output_dir / "episodes" / spec.slug
 
-    def _settings(self, spec: AgentSpec) -> dict[str, Any]:
-        """What defines an agent's results: its model and retrieval, plus the episode limits."""
+    def _settings(self, spec: AgentSpec, corpus: Corpus | None) -> dict[str, Any]:
+        """What defines an agent's results: its model and retrieval (with what it retrieves
+        from), plus the episode limits."""
         model = self.config.model_for(spec).model_dump(exclude={
             "timeout_s", "max_concurrency", "cache", "max_retries", "retry_backoff_s"})
         retrieval = spec.retrieval.model_dump() if spec.retrieval else None
-        if retrieval and "model" in retrieval["sources"]:  # a reworded prompt is another agent
+        if retrieval and corpus:  # a grown or redone dataset is another agent
+            retrieval["corpus_fingerprint"] = corpus.fingerprint
+        if retrieval and "model" in retrieval["sources"]:  # so is a reworded query prompt
             retrieval["query_prompt"] = content_id(QUERY_PROMPT)
         return {"model": redact_config(model), "retrieval": retrieval,
                 "step_limit": self.config.step_limit, "env_args": self.config.env_args}

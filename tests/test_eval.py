@@ -129,7 +129,13 @@ def test_a_changed_configuration_under_the_same_name_is_refused(tmp_path, datase
     changed = _config(tmp_path, dataset, max_tokens=50)
     with pytest.raises(ConfigError, match="other settings"):
         Evaluation(changed, make_model=make_model).run(only=["LbI-ICL"])
-    # So is a reworded query prompt (its episodes asked the model something else).
+    # So is another dataset under the same path (grown or redone: other examples to retrieve)…
+    data = export.load_dataset_dir(dataset)
+    data["examples"]["train"] = data["examples"]["train"].select(range(3))
+    smaller = export.save_dataset(data, "card", tmp_path / "smaller")
+    with pytest.raises(ConfigError, match="other settings"):
+        Evaluation(_config(tmp_path, smaller), make_model=make_model).run(only=["LbI-ICL"])
+    # …and a reworded query prompt (its episodes asked the model something else).
     monkeypatch.setattr(harness, "QUERY_PROMPT", harness.QUERY_PROMPT + " Be brief.")
     with pytest.raises(ConfigError, match="other settings"):
         Evaluation(_config(tmp_path, dataset), make_model=make_model).run(only=["LbI-ICL"])
