@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,13 @@ def test_every_configuration_runs_reports_and_resumes_without_new_calls(tmp_path
     assert "| agent | extra | hard |" in table and "| LbI-ICL | 0.0% [0.0, 79.3] (0/1) |" in table
     assert (tmp_path / "eval/results.png").read_bytes()[:4] == b"\x89PNG"
     assert (dataset / "index/examples-wordllama-l2-128/meta.json").exists()
+
+    # Where the row's gain goes: its episodes against zero-shot's, read back by the script.
+    diagnosis = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/icl_diagnostics.py"), str(tmp_path / "eval"),
+         str(dataset)], capture_output=True, text=True, check=True).stdout
+    assert "2 tasks both rows ran: LbI-ICL 1, zero-shot 0; difference +50.0 pts" in diagnosis
+    assert "| hard | 1 | 1 | 0 | 1 | 0 |" in diagnosis  # spider-1017, solved only with examples
 
     before = len(calls)
     again = Evaluation(config, make_model=make_model).run()
