@@ -5,6 +5,10 @@
 #   nohup bash scripts/experiments.sh > results/experiments.log 2>&1 & echo $! > results/experiments.pid
 # OUT (default: this checkout) is where results/ and released/ are written: a pinned worktree of
 # the code can run the queue while this checkout changes, OUT=/path/to/checkout.
+# To stop it (e.g. before running the tests, which need the cores), stop the queue first, then
+# its step, then the embedded model's server and its supervisor (which restarts a killed server):
+#   pkill -f scripts/experiments.sh; pkill -f "lbi (synth|eval)|train/sft.py"
+#   pkill -f "lbi.agent.server supervise"; pkill -f llama-server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD}
