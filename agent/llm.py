@@ -67,7 +67,8 @@ class Endpoint(BaseModel):
     """Requests in flight at once to this endpoint from this process (exact: a request waits
     for a free slot); each request goes to the endpoint with the most free slots."""
     rpm: int | None = Field(None, ge=1)
-    """Requests per minute this endpoint allows (the router spreads load to respect it)."""
+    """Requests per minute this endpoint allows: past it, requests go to the other endpoints
+    (or wait) until a minute's requests have left its window."""
 
 
 class LLMConfig(BaseModel):

@@ -43,7 +43,7 @@ once "$OUT/results/demo/wall_s.txt" bash -c "start=\$(date +%s); lbi eval --conf
   && echo \$(( \$(date +%s) - start )) > '$OUT/results/demo/wall_s.txt'"
 row web "zero-shot"; row code "zero-shot"                       # the 0.5B floors ([3/7])
 # (a) sql ran with the first query prompt (results/sql-query-v1); rerun after web and shell
-synth web 89:150   # then the row; grown further once it exists
+synth web 89:150   # the row's dataset (a grown dataset is a new row: eval refuses to mix)
 row web "LbI-ICL"                                               # (a) web
 synth shell 40:80 100:200
 row shell "LbI-ICL"                                             # (a) shell

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from datasets import load_dataset
 
+from lbi.agent.runner import finished_episode
 from lbi.eval import stats
 from lbi.types import Trajectory
 
@@ -35,10 +36,11 @@ def instance(env_args: dict | str) -> str:
 
 
 def episodes(results: Path, row: str) -> dict[str, Trajectory]:
-    """The finished episodes of a row, by task id."""
+    """The finished episodes of a row, by task id (as ``lbi eval`` reads them back)."""
     folder = results / "episodes" / row
-    return {path.stem: Trajectory.model_validate_json(path.read_text())
-            for path in sorted(folder.glob("*.json")) if path.stem not in {"agent", "row"}}
+    found = {path.stem: finished_episode(path) for path in sorted(folder.glob("*.json"))
+             if path.stem not in {"agent", "row"}}
+    return {task_id: episode for task_id, episode in found.items() if episode}
 
 
 def table(title: str, groups: dict[str, list[tuple[bool, bool]]], row: str, reference: str) -> None:
@@ -46,9 +48,9 @@ def table(title: str, groups: dict[str, list[tuple[bool, bool]]], row: str, refe
     print("|---|---|---|---|---|---|")
     for name, pairs in sorted(groups.items()):
         a, b = [int(x) for x, _ in pairs], [int(y) for _, y in pairs]
-        both_differ = Counter((x, y) for x, y in zip(a, b, strict=True))
-        print(f"| {name} | {len(pairs)} | {sum(a)} | {sum(b)} | {both_differ[1, 0]} | "
-              f"{both_differ[0, 1]} |")
+        outcomes = Counter(zip(a, b, strict=True))
+        print(f"| {name} | {len(pairs)} | {sum(a)} | {sum(b)} | {outcomes[1, 0]} | "
+              f"{outcomes[0, 1]} |")
 
 
 def main() -> None:
