@@ -54,6 +54,9 @@ class AgentSpec(Strict):
     (e.g. ``local/path/to/merged.gguf`` or a vLLM endpoint via ``api_base``)."""
     retrieval: RetrievalConfig | None = None
     """None: no reference block (zero-shot, or a fine-tuned model as in the paper)."""
+    compare_with: str | None = None
+    """The row this row's paired comparison is made against; default: the table's
+    ``reference``. E.g. a 1.5B LbI-ICL row against the 1.5B zero-shot row."""
 
     @property
     def slug(self) -> str:
@@ -107,8 +110,13 @@ class EvalConfig(Strict):
             raise ValueError("agent names must be distinct (they name the output folders)")
         needs_dataset = [a.name for a in self.agents
                          if a.retrieval and a.retrieval.corpus != "docs"]
-        if self.reference is not None and self.reference not in {a.name for a in self.agents}:
+        names = {a.name for a in self.agents}
+        if self.reference is not None and self.reference not in names:
             raise ValueError(f"reference {self.reference!r} is not one of the agents")
+        for agent in self.agents:
+            if agent.compare_with is not None and agent.compare_with not in names - {agent.name}:
+                raise ValueError(f"{agent.name}: compare_with {agent.compare_with!r} is not one "
+                                 "of the other agents")
         if needs_dataset and self.dataset is None:
             raise ValueError(f"{', '.join(needs_dataset)} retrieve from a synthesized dataset: "
                              "set `dataset` to the folder `lbi synth` wrote (…/dataset)")

@@ -114,7 +114,9 @@ class Evaluation:
                 lock.close()
         results = report.summarize(self.config.env, self.config.split, tasks,
                                    self.saved_rows(tasks), self.reference(),
-                                   self.config.step_limit)
+                                   self.config.step_limit,
+                                   {a.name: a.compare_with for a in self.config.agents
+                                    if a.compare_with})
         if tracker:
             results["wandb_run"] = tracker.link
             report.track(tracker, results)

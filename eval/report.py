@@ -74,10 +74,12 @@ def _mean(values: list[float]) -> float | None:
 
 
 def summarize(env: str, split: str, tasks: list[Task], rows: list[dict[str, Any]],
-              reference: str | None, step_limit: int) -> dict[str, Any]:
+              reference: str | None, step_limit: int,
+              compare_with: dict[str, str] | None = None) -> dict[str, Any]:
     """The results of an evaluation: every row (run on exactly ``tasks``) with its interval,
-    its paired comparison with the ``reference`` row (default: the first), the breakdown by
-    difficulty, and the outcome matrix {task: {row: 0/1}}."""
+    its paired comparison with the ``reference`` row (default: the first) or with the row
+    ``compare_with`` names for it, the breakdown by difficulty, and the outcome matrix
+    {task: {row: 0/1}}."""
     ids = [t.id for t in tasks]
     for row in rows:
         if row["tasks"] != ids:
@@ -95,11 +97,13 @@ def summarize(env: str, split: str, tasks: list[Task], rows: list[dict[str, Any]
         row["success_low"], row["success_high"] = stats.wilson_interval(k, n)
         row["success_text"] = success_text(k, n)
         row["by_difficulty"] = _by_difficulty(outcomes[row["name"]], ids, labels)
-        if reference is not None and row["name"] != reference:
-            row["comparison"] = stats.compare(outcomes[row["name"]], outcomes[reference])
+        against = (compare_with or {}).get(row["name"], reference)
+        if against in outcomes and row["name"] != against:
+            row["comparison"] = {**stats.compare(outcomes[row["name"]], outcomes[against]),
+                                 "against": against}
         else:
             row["comparison"] = None
-        out_rows.append(_with_texts(row))
+        out_rows.append(_with_texts(row, reference))
     return {"env": env, "split": split, "tasks": ids, "difficulty": labels,
             "step_limit": step_limit, "reference": reference, "agents": out_rows,
             "outcomes": {t: {name: outcomes[name][k] for name in names}
@@ -122,13 +126,15 @@ def _by_difficulty(outcome: list[int], ids: list[str],
     return breakdown
 
 
-def _with_texts(row: dict[str, Any]) -> dict[str, Any]:
+def _with_texts(row: dict[str, Any], reference: str | None) -> dict[str, Any]:
     c = row["comparison"]
     if c is None:
         row["comparison_text"], row["p_text"] = "reference", "—"
     else:
         row["comparison_text"] = (f"{100 * c['difference']:+.1f} pts [{100 * c['low']:+.1f}, "
                                   f"{100 * c['high']:+.1f}]")
+        if c["against"] != reference:
+            row["comparison_text"] += f" vs {c['against']}"
         row["p_text"] = (f"{c['p_value']:.3g} ({c['only_this_row']}+/{c['only_reference']}-)")
     return row
 
@@ -139,7 +145,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines = [f"{results['env']}, split `{results['split']}`: {len(results['tasks'])} tasks, "
              f"step limit {results['step_limit']}, reference row `{results['reference']}` "
              "(paired bootstrap interval of the difference; exact McNemar test, with the "
-             "tasks only this row / only the reference solved).", "",
+             "tasks only this row / only the reference solved; a row compared with another "
+             "row names it after its difference).", "",
              "| " + " | ".join(h for h, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in results["agents"]:
         lines.append("| " + " | ".join(fmt.format(row[key]) for _, key, fmt in COLUMNS) + " |")
@@ -203,11 +210,12 @@ def track(tracker: WandbRun, results: dict[str, Any], samples_per_row: int = 5) 
                                    "success_high": row["success_high"]} for row in rows})
     comparison_keys = ("difference", "low", "high", "p_value")
     tracker.table("rows", ["row", "success_rate", "success_low", "success_high", "solved",
-                           "episodes", *(f"vs_reference_{k}" for k in comparison_keys),
+                           "episodes", "compared_with",
+                           *(f"vs_reference_{k}" for k in comparison_keys),
                            "errors", "calls", "input_tokens", "output_tokens", "cost",
                            "wall_s_per_task"],
                   [[row["name"], row["success_rate"], row["success_low"], row["success_high"],
-                    row["solved"], row["episodes"],
+                    row["solved"], row["episodes"], (row["comparison"] or {}).get("against"),
                     *((row["comparison"] or {}).get(k) for k in comparison_keys),
                     row["errors"], row["calls"], row["input_tokens"], row["output_tokens"],
                     row["cost"], row["wall_s_per_task"]] for row in rows])

@@ -61,7 +61,10 @@ if [ -e "$lora/model.gguf" ]; then
   cp "$lora/README.md" "$lora/training_summary.json" "$OUT/results/train/qwen2.5-coder-0.5b-lbi/"
   row sql "fine-tuned (LoRA)"
 fi
-for env in shell web sql code; do row "$env" "zero-shot (1.5B)"; done   # the 1.5B floors ([3/7])
+# (d) the 1.5B retrieving from its own data, each against its floor ([3/7]): shell and web take
+# an hour or two a row, sql's ~8 h
+for env in shell web sql; do row "$env" "zero-shot (1.5B)"; row "$env" "LbI-ICL (1.5B)"; done
+row code "zero-shot (1.5B)"
 # growth towards 500 accepted: new dataset versions, whose rows go to new output folders
 synth shell 100:200
 synth sql 300:600   # new documents go to the least-covered databases first

@@ -183,6 +183,10 @@ def test_config_errors_name_the_problem(tmp_path, dataset):
     with pytest.raises(ValueError, match="distinct"):
         EvalConfig.model_validate({"env": "sql", "output_dir": "o",
                                    "agents": [{"name": "a"}, {"name": "a"}]})
+    for against in ("a", "c"):
+        with pytest.raises(ValueError, match="compare_with .* is not one of the other agents"):
+            EvalConfig.model_validate({"env": "sql", "output_dir": "o", "agents": [
+                {"name": "a", "compare_with": against}, {"name": "b"}]})
     config = _config(tmp_path, dataset).model_copy(update={"tasks": ["spider-99"]})
     with pytest.raises(ConfigError, match="not in the 'dev' split"):
         Evaluation(config, make_model=lambda c, b: ScriptedLLM([])).run()

@@ -77,6 +77,13 @@ def test_the_report_compares_rows_on_the_same_tasks_and_breaks_down_by_difficult
     assert "| LbI-ICL | 35.0% [" in table and "+15.0 pts [" in table and "(9+/3-)" in table
     assert "| agent | easy | hard |" in table
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+    pair = report.summarize("x", "test", tasks, [*rows, _row("LbI-ICL (1.5B)", tasks, ROW)],
+                            "zero-shot", 3, {"LbI-ICL (1.5B)": "LbI-ICL"})
+    icl_large = pair["agents"][2]
+    assert icl_large["comparison"]["against"] == "LbI-ICL"
+    assert icl_large["comparison"]["difference"] == 0 and icl_large["comparison"]["p_value"] == 1
+    assert icl_large["comparison_text"] == "+0.0 pts [+0.0, +0.0] vs LbI-ICL"
+    assert pair["agents"][1]["comparison_text"] == icl["comparison_text"]  # the default
     other = _row("RAG", tasks[:39], ROW[:39])
     with pytest.raises(ValueError, match="another task list"):
         report.summarize("x", "test", tasks, [*rows, other], "zero-shot", 3)
