@@ -30,8 +30,8 @@ row() {  # row ENV NAME: one row of configs/eval/ENV.yaml into results/ENV
   step lbi eval --config "configs/eval/$1.yaml" --only "$2" --set "output_dir=$OUT/results/$1" \
     --set "dataset=$OUT/released/$1"
 }
-# grown as 30:60, 70:150, 140:300; the last step alone chooses the same 300 tasks (the
-# earlier steps, rerun, would rewrite released/sql with their smaller datasets for a while)
+# grown as 30:60, 70:150, 140:300; from the committed stores the last step alone rebuilds the
+# same dataset (the earlier steps, rerun, rewrote released/sql with smaller ones for a while)
 synth sql 140:300   # backward + filter redone 2026-12-02 (docs/results.md)
 once "$OUT/bench/data/retrieval_probe_sql.jsonl" python bench/make_retrieval_probe.py \
   --run "$OUT/results/synth/sql" --out "$OUT/bench/data/retrieval_probe_sql.jsonl"
