@@ -10,6 +10,9 @@ from typing import Any
 
 from lbi.protocols import Environment
 
+FINISH_ACTIONS = frozenset({"submit", "stop", "exit"})
+"""Bare actions that end an episode in every environment (the agent loop's ``stop``)."""
+
 
 @dataclass(frozen=True)
 class TaskContext:

@@ -9,7 +9,7 @@ import pytest
 from lbi.envs import make_env
 from lbi.envs.sandbox import command_failed
 from lbi.envs.shell import testbed
-from lbi.types import Task
+from lbi.types import Step, Task
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,11 @@ def test_docs_are_man_pages_and_contexts_list_the_testbed(env):
 def test_check_span_uses_the_last_command_status(env):
     assert env.check_span([], "dir1\ndir2") is True
     assert env.check_span([], "cat: x: No such file or directory\n[exit code 1]") is False
+    ls, submit = Step(observation="$", action="ls"), Step(observation="dir1", action="submit")
+    assert env.check_span([ls], "dir1") is True
+    # a span ending in submit ends on no command (and a lone submit shows nothing)
+    assert env.check_span([ls, submit], "Answer submitted. Episode finished.") is False
+    assert env.check_span([submit], "Answer submitted. Episode finished.") is False
 
 
 def test_lbi_envs_lists_the_shell_as_ready():

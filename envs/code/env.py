@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from lbi.envs.base import TaskContext
+from lbi.envs.base import FINISH_ACTIONS, TaskContext
 from lbi.envs.code import bugs, sources
 from lbi.envs.code.docs import package_docs
 from lbi.envs.code.edits import EditError, apply_edit, is_edit
@@ -65,7 +65,6 @@ ACTION_SPACE = (
 HUMANEVAL_STUB = "    raise NotImplementedError\n"
 HUMANEVAL_BENCHMARK = [f"HumanEval/{n}" for n in range(164)]
 """All of HumanEval."""
-_SUBMIT = {"submit", "exit", "stop"}
 
 
 @dataclass
@@ -134,7 +133,7 @@ class CodeEnv:
         if self.sandbox is None or self.root is None:
             raise EnvError("step() before reset()")
         command = action.strip()
-        if command.lower() in _SUBMIT:
+        if command.lower() in FINISH_ACTIONS:
             return "Submitted. Episode finished.", True
         if not command:
             return "Error: empty action.", False

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lbi.envs.base import TaskContext
+from lbi.envs.base import FINISH_ACTIONS, TaskContext
 from lbi.envs.sandbox import (
     CommandResult,
     Sandbox,
@@ -42,7 +42,6 @@ ACTION_SPACE = (
     "- `submit`: finish; the output of your last command is your answer.\n"
     "Do not ask questions: act, check the result, then submit."
 )
-_SUBMIT = {"submit", "exit", "stop"}
 
 
 @dataclass
@@ -98,7 +97,7 @@ class ShellEnv:
         if self.sandbox is None:
             raise EnvError("step() before reset()")
         command = action.strip()
-        if command.lower() in _SUBMIT:
+        if command.lower() in FINISH_ACTIONS:
             return "Answer submitted. Episode finished.", True
         if not command:
             return "Error: empty command.", False
@@ -136,7 +135,11 @@ class ShellEnv:
         return contexts
 
     def check_span(self, steps: list[Step], final_observation: str) -> bool | None:
-        """A span passes when its last command succeeded (no exit code, timeout or restart)."""
+        """A span passes when it ends on a command that succeeded (no exit code, timeout or
+        restart); a span ending in ``submit`` ends on no command, and one that is only a
+        ``submit`` shows nothing a request could be about."""
+        if steps and steps[-1].action.strip().lower() in FINISH_ACTIONS:
+            return False
         return not command_failed(final_observation)
 
 

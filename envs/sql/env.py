@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lbi.envs.base import TaskContext, truncate
+from lbi.envs.base import FINISH_ACTIONS, TaskContext, truncate
 from lbi.envs.sql import benchmark, databases
 from lbi.envs.sql.docs import sqlite_docs
 from lbi.errors import EnvError
@@ -108,7 +108,7 @@ class SQLEnv:
             raise EnvError("step() before reset()")
         action = action.strip().rstrip(";").strip()
         lowered = action.lower()
-        if lowered in {"stop", "submit", "exit"}:
+        if lowered in FINISH_ACTIONS:
             return "Episode finished.", True
         if lowered.startswith("submit"):
             observation, ok = self._execute(action[len("submit"):].strip())

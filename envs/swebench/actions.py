@@ -16,8 +16,7 @@ from functools import cache
 from pathlib import Path
 
 from lbi.envs import editblocks
-
-SUBMIT = {"submit", "exit", "stop"}
+from lbi.envs.base import FINISH_ACTIONS
 
 
 @cache
@@ -51,7 +50,7 @@ def to_command(action: str, cwd: str) -> Command | None:
     ``cd`` carries over to the next action.
     """
     text = action.strip()
-    if text.lower() in SUBMIT:
+    if text.lower() in FINISH_ACTIONS:
         return None
     body = edit_command(text, cwd) if editblocks.is_edit(text) else text
     marker = f"__LBI_CWD_{secrets.token_hex(6)}__"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lbi.envs import infra
-from lbi.envs.base import TaskContext, truncate
+from lbi.envs.base import FINISH_ACTIONS, TaskContext, truncate
 from lbi.envs.swebench import actions, package_problem
 from lbi.errors import EnvError
 from lbi.types import Document, Step, Task
@@ -110,7 +110,7 @@ class SWEBenchEnv:
     def step(self, action: str) -> tuple[str, bool]:
         if self.container is None:
             raise EnvError("step() before reset()")
-        if action.strip().lower() in actions.SUBMIT:
+        if action.strip().lower() in FINISH_ACTIONS:
             self.patch = self._diff()
             return f"Submitted a patch of {self.patch.count(chr(10))} lines.", True
         output, code = self._run(action)

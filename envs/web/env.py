@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lbi.envs.base import TaskContext
+from lbi.envs.base import FINISH_ACTIONS, TaskContext
 from lbi.envs.web import miniwob
 from lbi.envs.web.browser import (
     ALLOWED_ACTIONS,
@@ -45,7 +45,6 @@ ACTION_SPACE = (
     "- stop: end the episode.\n"
     "Use the ids shown in the current observation."
 )
-_STOP = {"stop", "submit", "exit"}
 
 # Playwright's sync API (and BrowserGym's one global Playwright instance) belongs to the thread
 # that started it, while synthesis and evaluation run episodes on worker threads. Every browser
@@ -102,7 +101,7 @@ class WebEnv:
     def step(self, action: str) -> tuple[str, bool]:
         if self.gym is None:
             raise EnvError("step() before reset()")
-        if action.strip().lower() in _STOP:
+        if action.strip().lower() in FINISH_ACTIONS:
             return "Episode finished.", True
         try:
             checked = check_action(action)
