@@ -124,6 +124,7 @@ def test_actions_outside_the_action_set_are_refused(env, action):
                    env_args={"task": "click-button", "seed": 4}))
     observation, done = env.step(action)
     assert observation.startswith("Error") and not done
+    assert "The page has not changed:\nPage goal:" in observation  # it can act on it at once
     assert env.step("noop(0)")[1] is False  # the episode goes on
 
 

@@ -59,6 +59,12 @@ class ActionRejected(ValueError):
     """An action outside the allowed set (the message is the agent's observation)."""
 
 
+def rejected(error: ActionRejected, page: str) -> str:
+    """The observation after a rejected action: why, then the page again (nothing happened on
+    it), so the agent can act on it at once rather than find it in its history."""
+    return f"{error}\nThe page has not changed:\n{page}"
+
+
 def parse_call(action: str) -> tuple[str, list[Any]]:
     """(name, arguments) of one BrowserGym call with literal arguments (its strict parser);
     ActionRejected otherwise."""

@@ -28,6 +28,7 @@ from lbi.envs.web.browser import (
     ActionRejected,
     check_action,
     chromium_path,
+    rejected,
     use_system_chromium,
 )
 from lbi.errors import EnvError
@@ -82,6 +83,8 @@ class WebEnv:
         self._gym_task: str | None = None
         self.reward: float = 0.0
         self.steps = 0
+        self.page = ""
+        """The page as last shown to the agent."""
 
     # ---- episode ------------------------------------------------------------------------------
     def reset(self, task: Task) -> str:
@@ -96,7 +99,8 @@ class WebEnv:
             self._gym_task = name
         observation, _ = in_browser_thread(self.gym.reset, seed=seed)
         self.reward, self.steps = 0.0, 0
-        return self._render(observation)
+        self.page = self._render(observation)
+        return self.page
 
     def step(self, action: str) -> tuple[str, bool]:
         if self.gym is None:
@@ -106,13 +110,13 @@ class WebEnv:
         try:
             checked = check_action(action)
         except ActionRejected as exc:
-            return str(exc), False
+            return rejected(exc, self.page), False
         observation, reward, terminated, truncated, _ = in_browser_thread(self.gym.step, checked)
         self.steps += 1
         self.reward = max(self.reward, float(reward))
         done = bool(terminated or truncated)
-        text = self._render(observation)
-        return (f"{text}\n\nThe task ended (reward {reward:g})." if done else text), done
+        self.page = self._render(observation)
+        return (f"{self.page}\n\nThe task ended (reward {reward:g})." if done else self.page), done
 
     def evaluate(self) -> float | None:
         if self.task is None or self.task.origin != "benchmark":

@@ -31,6 +31,7 @@ from lbi.envs.web.browser import (
     check_action,
     chromium_path,
     parse_call,
+    rejected,
     use_system_chromium,
 )
 from lbi.envs.web.env import in_browser_thread, render_axtree
@@ -103,6 +104,8 @@ class WebArenaEnv:
         self.gym: Any = None
         self.har_path: Path | None = None
         self.response: str | None = None
+        self.page = ""
+        """The page as last shown to the agent."""
 
     # ---- episode ------------------------------------------------------------------------------
     def reset(self, task: Task) -> str:
@@ -118,7 +121,8 @@ class WebArenaEnv:
         self.gym = in_browser_thread(_make_gym, start_urls, task.instruction, self.har_path,
                                      self.config)
         observation, _ = in_browser_thread(self.gym.reset)
-        return self._render(observation)
+        self.page = self._render(observation)
+        return self.page
 
     def step(self, action: str) -> tuple[str, bool]:
         if self.gym is None:
@@ -126,13 +130,14 @@ class WebArenaEnv:
         try:
             call = self.translate(action)
         except ActionRejected as exc:
-            return str(exc), False
+            return rejected(exc, self.page), False
         name, args = parse_call(call)
         if name == "send_msg_to_user":
             self.response = args[0]
             return "Response recorded; the episode is over.", True
         observation, _, terminated, truncated, _ = in_browser_thread(self.gym.step, call)
-        return self._render(observation), bool(terminated or truncated)
+        self.page = self._render(observation)
+        return self.page, bool(terminated or truncated)
 
     def translate(self, action: str) -> str:
         """The BrowserGym call for ``action``, or ActionRejected (the agent's observation)."""
