@@ -13,6 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD}
 export OMP_WAIT_POLICY=passive
+# Every core for the model server: it is the one heavy job, and a server started while an
+# episode launched its browser measured one core busy and ran on one thread for hours
+export LBI_LLAMA_THREADS=${LBI_LLAMA_THREADS:-$(nproc)}
 step() { echo "== $(date -u +%FT%TZ) $*"; "$@" || echo "== exited with $?: $*"; }
 synth() {  # synth ENV MAX_DOCS:MAX_TASKS... : grow the dataset in steps
   local env=$1; shift
