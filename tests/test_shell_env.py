@@ -119,6 +119,9 @@ def test_check_span_uses_the_last_command_status(env):
     # a span ending in submit ends on no command (and a lone submit shows nothing)
     assert env.check_span([ls, submit], "Answer submitted. Episode finished.") is False
     assert env.check_span([submit], "Answer submitted. Episode finished.") is False
+    # a lone cd shows nothing; cd with a command that prints does
+    assert env.check_span([Step(observation="$", action="cd /testbed")], "(no output)") is False
+    assert env.check_span([Step(observation="$", action="cd /testbed && ls")], "dir1") is True
 
 
 def test_lbi_envs_lists_the_shell_as_ready():

@@ -15,6 +15,7 @@ after trimming trailing spaces, order ignored). Matching either gold solves the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ ACTION_SPACE = (
     "- `submit`: finish; the output of your last command is your answer.\n"
     "Do not ask questions: act, check the result, then submit."
 )
+_ONLY_MOVES = re.compile(r"\s*(cd|pushd|popd)\b[^;&|]*")
+"""A command that only changes the shell's directory (no output, no file touched)."""
 
 
 @dataclass
@@ -136,9 +139,12 @@ class ShellEnv:
 
     def check_span(self, steps: list[Step], final_observation: str) -> bool | None:
         """A span passes when it ends on a command that succeeded (no exit code, timeout or
-        restart); a span ending in ``submit`` ends on no command, and one that is only a
-        ``submit`` shows nothing a request could be about."""
-        if steps and steps[-1].action.strip().lower() in FINISH_ACTIONS:
+        restart) and shows something: not a ``submit`` (which runs nothing: an example
+        "submit the answer" → ``submit`` teaches nothing) and not a lone ``cd`` (it changes only
+        where the shell is, which no observation shows; the teacher spent a fifth of its steps
+        on them). Backward construction checks each step this way, so no span holds either."""
+        last = steps[-1].action.strip() if steps else ""
+        if last.lower() in FINISH_ACTIONS or _ONLY_MOVES.fullmatch(last):
             return False
         return not command_failed(final_observation)
 
