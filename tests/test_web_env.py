@@ -12,7 +12,7 @@ import pytest
 from lbi.envs import make_env
 from lbi.envs.web import miniwob
 from lbi.envs.web.env import in_browser_thread
-from lbi.types import Task
+from lbi.types import Step, Task
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,9 @@ def test_observations_carry_screenshots_and_errors(env):
     shot = re.search(r"\(screenshot: (.+\.png)\)", observation).group(1)
     assert Path(shot).read_bytes()[:4] == b"\x89PNG"
     assert env.check_span([], observation) is False
+    page = observation.split("\nLast action failed:")[0]
+    assert env.check_span([Step(observation=page, action="click('9')")], page) is True
+    assert env.check_span([Step(observation=page, action="noop(500)")], page) is False
     assert env.evaluate() is None  # a user task is not the page's goal: not scored
 
 

@@ -150,7 +150,11 @@ class WebEnv:
                 for seed, name in enumerate(miniwob.SYNTH_TASKS)]
 
     def check_span(self, steps: list[Step], final_observation: str) -> bool | None:
-        """A span passes when its last action ran without an error."""
+        """A span passes when its last action ran without an error and did something: not a
+        ``noop`` (a wait shows nothing the agent did; backward construction checks each step
+        this way, so no span holds one)."""
+        if steps and steps[-1].action.strip().startswith("noop"):
+            return False
         return not (final_observation.startswith("Error") or
                     "\nLast action failed:" in final_observation)
 
