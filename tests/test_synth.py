@@ -90,6 +90,16 @@ def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
                               'names of all singers?" That is what the query returns.'])
     assert backward.construct(introduced, query, (0, 1), "abstraction").instruction == (
         "What are the names of all singers?")
+    how_to = ScriptedLLM(["To list the names of all `singer` rows, you could have used the "
+                          "command:\n```sql\nSELECT name FROM singer\n```"])
+    assert backward.construct(how_to, query, (0, 1), "abstraction").instruction == (
+        "List the names of all singer rows.")  # advice: its goal is the request
+    named = ScriptedLLM(["Show the names in the `singer` table."])
+    assert backward.construct(named, query, (0, 1), "abstraction").instruction == (
+        "Show the names in the singer table.")  # a name in backticks is not code
+    about_the_output = ScriptedLLM(["To get the final output, you could run the query `SELECT "
+                                    "name FROM singer`."])
+    assert "talks about" in backward.construct(about_the_output, query, (0, 1), "abstraction")
 
 
 def test_a_sql_span_must_end_on_rows_to_ask_about():
