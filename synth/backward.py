@@ -152,23 +152,23 @@ _PREAMBLE = re.compile(r"^.{0,240}?(?:(?:following|this) (?:task )?(?:instructio
 _QUOTED = re.compile(r"[\"“]([^\"”]{15,})[\"”]")
 _HOW_TO = re.compile(
     r"to ((?:(?!\b(?:observation|outcome|result|output)s?\b)[^,])+?),\s+"
-    r"(?:(?:you|the user|one|we)\s+(?:could|can|would|should|might|may)(?:\s+have)?\s+)?"
-    r"(?:used?|run|ran|issued?|typed?|tried|try|executed?|enter(?:ed)?)\b.*", re.I | re.S)
+    r"(?:(?:you|(?:the|a) user|one|we)\s+(?:could|can|would|should|might|may)(?:\s+have)?\s+)?"
+    r"(?:used?|run|ran|issued?|typed?|tried|try|executed?|enter(?:ed)?|ask(?:ed)?|"
+    r"request(?:ed)?|made the following request)\b.*", re.I | re.S)
 """Advice on how to do something ("To list the files in /tmp, you could run ls /tmp"): the
 request is its goal."""
 _NAME = re.compile(r"`([^`\s]+)`")
 """Inline code around one word (a path, a file name) marks a name, not code."""
 
 
-def _as_request(text: str) -> str:
-    """The request an answer holds, when it is advice on how to do it or marks names as code:
-    "To list all files in the `/workspace` directory, you could have used the command `ls`"
-    asks to "List all files in the /workspace directory." (small generators often answer so;
-    a request is what the example needs)."""
-    if advice := _HOW_TO.fullmatch(text):
-        goal = advice.group(1).strip()
-        text = goal[0].upper() + goal[1:] + "."
-    return _NAME.sub(r"\1", text)
+def _goal_of_advice(text: str) -> str:
+    """The request in an answer that is advice on how to do it (small generators often answer
+    so): "To list all files in /workspace, you could have used the command `ls`" asks to "List
+    all files in /workspace." An answer that quotes a request keeps it (``_without_preamble``)."""
+    if _QUOTED.search(text) or not (advice := _HOW_TO.fullmatch(text)):
+        return text
+    goal = advice.group(1).strip()
+    return goal[0].upper() + goal[1:] + "."
 
 
 def example_id(traj: Trajectory, span: tuple[int, int], kind: str) -> str:
@@ -199,7 +199,8 @@ def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
     prompt = template.format(env=traj.task.env, trajectory=rendered,
                              max_sentences=2 * len(steps) + 1)
     out = llm.complete([{"role": "user", "content": prompt}])
-    instruction = _as_request(parse_instruction(_without_preamble(out.text.strip())))
+    instruction = parse_instruction(_without_preamble(_goal_of_advice(out.text.strip())))
+    instruction = _NAME.sub(r"\1", instruction)
     if len(instruction) < 10:
         return f"unusable instruction: {out.text[:200]!r}"
     if _ECHO.search(instruction):  # small models sometimes copy the rendered trajectory back

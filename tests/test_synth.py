@@ -94,6 +94,10 @@ def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
                           "command:\n```sql\nSELECT name FROM singer\n```"])
     assert backward.construct(how_to, query, (0, 1), "abstraction").instruction == (
         "List the names of all singer rows.")  # advice: its goal is the request
+    asked = ScriptedLLM(["To get the five longest singer names, a user could have asked:\n```\nSELECT"
+                         " name FROM singer ORDER BY length(name) DESC LIMIT 5\n```"])
+    assert backward.construct(asked, query, (0, 1), "abstraction").instruction == (
+        "Get the five longest singer names.")
     named = ScriptedLLM(["Show the names in the `singer` table."])
     assert backward.construct(named, query, (0, 1), "abstraction").instruction == (
         "Show the names in the singer table.")  # a name in backticks is not code
