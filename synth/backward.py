@@ -145,8 +145,11 @@ def failed_steps(traj: Trajectory, check: Callable[[list[Step], str], bool | Non
 
 _META = re.compile(r"\b(the agent|the user|sequence of (actions|observations)|trajectory|"
                    r"(action|observation)s? \d|the (above|following) (actions|steps)|"
-                   r"you (could|can|would|should|might)|did you)\b", re.I)
-"""An answer about the session or with advice on how to do it, not a request."""
+                   r"you (could|can|would|should|might)|did you|do you|"
+                   r"what (command|action|request)s?|(last|final|previous) observation|"
+                   r"the output of the command)\b", re.I)
+"""An answer about the session ("What request was made …", "… in the last observation"), a
+question to the user, or advice on how to do it: not a request."""
 _PREAMBLE = re.compile(r"^.{0,240}?(?:(?:following|this) (?:task )?(?:instruction|request)"
                        r"(?: is)?|could have (?:asked|requested))\s*:\s*", re.I | re.S)
 _QUOTED = re.compile(r"[\"“]([^\"”]{15,})[\"”]")

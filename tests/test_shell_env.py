@@ -122,6 +122,10 @@ def test_check_span_uses_the_last_command_status(env):
     # a lone cd shows nothing; cd with a command that prints does
     assert env.check_span([Step(observation="$", action="cd /testbed")], "(no output)") is False
     assert env.check_span([Step(observation="$", action="cd /testbed && ls")], "dir1") is True
+    # a pipeline hides a failing command's exit code, not its message
+    piped = Step(observation="$", action="ls /workspace | grep a")
+    assert env.check_span([piped], "ls: cannot access '/workspace': No such file or "
+                                   "directory") is False
 
 
 def test_lbi_envs_lists_the_shell_as_ready():

@@ -82,6 +82,11 @@ def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
     query = _traj(["SELECT name FROM singer"], ["o0", "name | Joe"])
     copied = ScriptedLLM(["SELECT name FROM singer;"])
     assert "is an action" in backward.construct(copied, query, (0, 1), "abstraction")
+    for about_the_session in ("What request was made to list the singers?",
+                              "What is the name in the last observation?",
+                              "What singers do you want to see?"):
+        answer = ScriptedLLM([about_the_session])
+        assert "talks about" in backward.construct(answer, query, (0, 1), "abstraction")
     advice = ScriptedLLM(["To see them, you could list the singers' names."])
     assert "talks about" in backward.construct(advice, query, (0, 1), "abstraction")
     code = ScriptedLLM(["Run `SELECT * FROM singer` to see every singer."])
@@ -94,8 +99,8 @@ def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
                           "command:\n```sql\nSELECT name FROM singer\n```"])
     assert backward.construct(how_to, query, (0, 1), "abstraction").instruction == (
         "List the names of all singer rows.")  # advice: its goal is the request
-    asked = ScriptedLLM(["To get the five longest singer names, a user could have asked:\n```\nSELECT"
-                         " name FROM singer ORDER BY length(name) DESC LIMIT 5\n```"])
+    asked = ScriptedLLM(["To get the five longest singer names, a user could have asked:\n"
+                         "```\nSELECT name FROM singer ORDER BY length(name) DESC LIMIT 5\n```"])
     assert backward.construct(asked, query, (0, 1), "abstraction").instruction == (
         "Get the five longest singer names.")
     named = ScriptedLLM(["Show the names in the `singer` table."])

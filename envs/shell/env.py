@@ -45,6 +45,11 @@ ACTION_SPACE = (
 )
 _ONLY_MOVES = re.compile(r"\s*(cd|pushd|popd)\b[^;&|]*")
 """A command that only changes the shell's directory (no output, no file touched)."""
+_ERROR_LINE = re.compile(
+    r"^\S+: .*(No such file or directory|cannot (access|stat|move|create|remove|open)|"
+    r"command not found|Permission denied|Not a directory|Is a directory|missing operand)", re.M)
+"""A tool's error message ("ls: cannot access 'x': No such file or directory"): a command of a
+pipeline or a ``find -exec`` can fail while the pipeline's exit code is 0."""
 
 
 @dataclass
@@ -139,14 +144,15 @@ class ShellEnv:
 
     def check_span(self, steps: list[Step], final_observation: str) -> bool | None:
         """A span passes when it ends on a command that succeeded (no exit code, timeout or
-        restart) and shows something: not a ``submit`` (which runs nothing: an example
+        restart, nor a tool's error message: a failing command inside a pipeline leaves the
+        exit code 0) and shows something: not a ``submit`` (which runs nothing: an example
         "submit the answer" → ``submit`` teaches nothing) and not a lone ``cd`` (it changes only
         where the shell is, which no observation shows; the teacher spent a fifth of its steps
         on them). Backward construction checks each step this way, so no span holds either."""
         last = steps[-1].action.strip() if steps else ""
         if last.lower() in FINISH_ACTIONS or _ONLY_MOVES.fullmatch(last):
             return False
-        return not command_failed(final_observation)
+        return not (command_failed(final_observation) or _ERROR_LINE.search(final_observation))
 
 
 def outputs_match(answer: str, gold: str) -> bool:
