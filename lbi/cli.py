@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -436,9 +438,17 @@ def _summary(results: list, budget, wall: float, run_dir: Path) -> None:
     console.print(table)
 
 
+def unwind_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, a scheduler stopping a job) unwind the process like an exit:
+    locks are released, in-flight work is cancelled and a synthesis run records what it spent
+    (``runs.jsonl``), which Python's default for SIGTERM, dying at once, skips."""
+    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
+
+
 def main() -> None:
     """Entry point: user errors (and a full disk, a read-only folder) print one clear message
     instead of a traceback."""
+    unwind_on_sigterm()
     try:
         app()
     except LbiError as exc:

@@ -382,11 +382,18 @@ class Synthesis:
             [*_read_runs(self.out / RUNS_FILE), self._run_record()], counts["examples"])
 
     def _run_record(self) -> dict[str, Any]:
-        """What this invocation spent, per stage (appended to RUNS_FILE when it ends)."""
-        return {"finished": utc_now(),
-                "wall_s": round(time.perf_counter() - self.started, 1),
-                "stages": {name: {k: values.get(k, 0) for k in _COUNTED}
-                           for name, values in self.stats["stages"].items()}}
+        """What this invocation spent, per stage (appended to RUNS_FILE when it ends, also when
+        it is stopped: the spend of a stage that did not finish is counted as ``unfinished``)."""
+        wall = round(time.perf_counter() - self.started, 1)
+        stages = {name: {k: values.get(k, 0) for k in _COUNTED}
+                  for name, values in self.stats["stages"].items()}
+        spent = self.budget.summary()
+        unfinished = {k: round(spent[k] - sum(s[k] for s in stages.values()), 2)
+                      for k in _COUNTED if k != "wall_s"}
+        if unfinished["calls"] > 0:
+            unfinished["wall_s"] = round(wall - sum(s["wall_s"] for s in stages.values()), 1)
+            stages["unfinished"] = unfinished
+        return {"finished": utc_now(), "wall_s": wall, "stages": stages}
 
 
 RUNS_FILE = "runs.jsonl"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -139,6 +140,28 @@ def test_an_outage_then_recovery_gives_the_same_dataset_as_a_clean_run(server, t
     assert second.returncode == 0, second.stdout[-2000:]
     assert _dataset_ids(out / "dataset") == clean_ids
     assert server.requests == clean_requests  # every item was asked again, nothing twice
+
+
+def test_a_stopped_synthesis_records_what_it_spent(server, tmp_path):
+    """SIGTERM (kill, a scheduler) unwinds the run: its spend reaches runs.jsonl, which the
+    dataset card's totals and yield per hour are summed from."""
+    config_path = tmp_path / "synth.yaml"
+    config_path.write_text(yaml.safe_dump(_synth_config(tmp_path, server.url)))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    run = subprocess.Popen(["lbi", "synth", "--config", str(config_path)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    taskgen = tmp_path / "out" / "taskgen.jsonl"
+    deadline = time.monotonic() + 120
+    while not (taskgen.exists() and taskgen.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    server.fail("hang")  # the run is now mid-way, waiting on the endpoint
+    time.sleep(1)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 128 + signal.SIGTERM
+    records = [json.loads(line) for line in
+               (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and records[0]["wall_s"] > 0
+    assert sum(stage["calls"] for stage in records[0]["stages"].values()) >= 1
 
 
 def test_a_failed_rollout_is_no_trajectory_and_a_failed_committee_call_no_vote(server,
