@@ -289,10 +289,11 @@ class RetrievalIndex:
 
     def by_observation(self, observation: str, k: int) -> list[int]:
         """Up to ``k`` entries whose observations best match ``observation`` (BM25 > 0)."""
-        if k <= 0 or not len(self.owners):
+        query = _tokenize([observation])
+        if k <= 0 or not len(self.owners) or not query[0]:  # nothing to match: "", "0", "the"
             return []
-        docs, scores = self.bm25.retrieve(_tokenize([observation]), k=min(len(self.owners), 50
-                                          + 10 * k), show_progress=False, n_threads=1)
+        docs, scores = self.bm25.retrieve(query, k=min(len(self.owners), 50 + 10 * k),
+                                          show_progress=False, n_threads=1)
         found: list[int] = []
         for doc, score in zip(docs[0], scores[0], strict=True):
             owner = int(self.owners[doc])

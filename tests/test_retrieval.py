@@ -53,6 +53,8 @@ def test_observation_search_matches_what_the_agent_sees(index, examples):
     assert set(found) == {"Which pets are older than 3 years?",
                           "How many students are majoring in 600?"}
     assert index.by_observation("zzqx unknownword", 5) == []  # no match, nothing returned
+    for wordless in ("", "0", "the 42"):  # a command's empty or numeric output
+        assert index.by_observation(wordless, 5) == []
 
 
 def test_skip_excludes_already_retrieved_entries(index):
