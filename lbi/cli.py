@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -438,11 +439,19 @@ def _summary(results: list, budget, wall: float, run_dir: Path) -> None:
     console.print(table)
 
 
+class Terminated(SystemExit):
+    """Raised in the main thread by SIGTERM."""
+
+
 def unwind_on_sigterm() -> None:
     """Make SIGTERM (``kill``, a scheduler stopping a job) unwind the process like an exit:
-    locks are released, in-flight work is cancelled and a synthesis run records what it spent
+    locks are released, queued work is cancelled and a synthesis run records what it spent
     (``runs.jsonl``), which Python's default for SIGTERM, dying at once, skips."""
-    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Terminated(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def main() -> None:
@@ -451,6 +460,14 @@ def main() -> None:
     unwind_on_sigterm()
     try:
         app()
+    except Terminated as exc:
+        # The interpreter's exit would wait for the episodes still running on worker threads:
+        # minutes during which they call the model beside the run that replaces this one (its
+        # lock is already released) and repeat its work. What they hold is unfinished and not
+        # stored, as after SIGKILL; every finished item is already on disk.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.code)
     except LbiError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise SystemExit(1) from None
@@ -459,7 +476,6 @@ def main() -> None:
         console.print(f"[bold red]error:[/] {exc.strerror or exc}{where}. Finished work is "
                       "saved; free the space or fix the folder's permissions, then rerun.")
         raise SystemExit(1) from None
-
 
 
 if __name__ == "__main__":

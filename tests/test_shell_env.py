@@ -48,6 +48,9 @@ def test_the_alfa_tasks_kept_and_dropped(env):
     assert abs(len(tasks) - KEPT) <= TOLERANCE and {t.difficulty for t in tasks} == {"0", "1", "2"}
     assert all(t.env_args["fs"] in testbed.FILE_SYSTEMS for t in tasks)
     assert "reads host state (uname)" in dropped["alfa-4-001"]
+    assert "reads host state (time)" in dropped["alfa-1-050"]  # `time echo 'hello'`: a duration
+    # its other gold, `ls -l`, shows /proc's link count: the number of processes on the host
+    assert next(t for t in tasks if t.id == "alfa-1-001").alternative_golds == []
     assert "does not name the file" in dropped["alfa-5-003"]  # textfile1_reverse_sorted.txt
     assert "alfa-1-017" not in dropped  # reads /setup_nl2b_fs_1.sh, as upstream's image has it
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -41,14 +42,15 @@ SETUP_SCRIPT = "icalfa/assets/docker/setup_nl2b_fs_{fs}.sh"
 TASKS_FILE = "icalfa/assets/datasets/nl2bash_fs_{fs}.json"
 HOST_STATE = re.compile(
     r"(?:^|[|;&(`]|\$\(|xargs)\s*(uname|hostname|whoami|who|w|id|users|groups|last|env|"
-    r"printenv|ps|pstree|top|pgrep|pkill|kill|killall|uptime|date|cal|free|df|mount|lsblk|"
-    r"ifconfig|ip|netstat|ss|ping|dig|nslookup|host|curl|wget|ssh|crontab|service|systemctl|"
+    r"printenv|ps|pstree|top|pgrep|pkill|kill|killall|uptime|date|cal|time|times|free|df|mount|"
+    r"lsblk|ifconfig|ip|netstat|ss|ping|dig|nslookup|host|curl|wget|ssh|crontab|service|systemctl|"
     r"sudo|su|which|whereis|history|dmesg|lscpu|nproc|apt|dpkg|lsof|fuser|vmstat|iostat|jobs|"
     r"ulimit|umask|tty|stty|locale)\b(?![.-])"
     r"|/proc/|/etc/|/sys/|\$(USER|HOME|HOSTNAME|PATH|SHELL|RANDOM)\b")
 """Golds that answer from the host (kernel, users, processes, network, clock, installed
-programs) rather than from the task's file system."""
-VALIDATION_RULES = 9
+programs) rather than from the task's file system. ``time`` prints durations: two idle runs may
+both print 0.000 s and pass the determinism check, then differ on a busy machine."""
+VALIDATION_RULES = 10
 """Bumped when ``validate_gold`` changes, so that cached validations are redone."""
 
 
@@ -160,19 +162,25 @@ def validate_gold(command: str, limits: SandboxLimits, fs: int, instruction: str
         return "runs part of itself asynchronously (its output is a race)"
     base = new_episode_dir(fs)
     # The second run is made like an episode's (after another command, in a shell that has
-    # run before), and while it goes a third copy holds the inode numbers the first run freed:
-    # an answer that shows processes or inodes (`find /`, `stat`) then differs between the runs,
-    # as it would between an episode and its gold.
-    hold = None
+    # run before), and while it goes a third copy holds the inode numbers the first run freed
+    # and 64 more processes run on the host: an answer that shows processes, inodes or the
+    # host's process count (`find /`, `stat`, `ls -l /`, where /proc's link count is that
+    # count) then differs between the runs, as it would between an episode and its gold. (One
+    # more process was not enough: on a busy host another may end between the two runs.)
+    hold, extra = None, []
     try:
         first = run_gold(command, limits, base)
         hold = copy_episode_dir(base)
+        extra = [subprocess.Popen(["sleep", "600"]) for _ in range(64)]
         second = run_gold(command, limits, base, after="ls / > /dev/null")
         start = snapshot(base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
         if hold:
             shutil.rmtree(hold, ignore_errors=True)
+        for process in extra:
+            process.kill()
+            process.wait()
     if first.exit_code != 0 and (not first.output.strip() or _BROKEN.search(first.output)):
         tail = first.output.strip().splitlines()[-1:] or ["no output"]
         return f"fails (exit {first.exit_code}: {tail[0][:120]})"
