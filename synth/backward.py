@@ -154,12 +154,12 @@ _PREAMBLE = re.compile(r"^.{0,240}?(?:(?:following|this) (?:task )?(?:instructio
                        r"(?: is)?|could have (?:asked|requested))\s*:\s*", re.I | re.S)
 _QUOTED = re.compile(r"[\"“]([^\"”]{15,})[\"”]")
 _HOW_TO = re.compile(
-    r"to ((?:(?!\b(?:observation|outcome|result|output)s?\b)[^,])+?),\s+"
+    r"to ((?:(?!\b(?:observation|outcome|result|output)s?\b).)+?),\s+"
     r"(?:(?:you|(?:the|a) user|one|we)\s+(?:could|can|would|should|might|may)(?:\s+have)?\s+)?"
     r"(?:used?|run|ran|issued?|typed?|tried|try|executed?|enter(?:ed)?|ask(?:ed)?|"
     r"request(?:ed)?|made the following request)\b.*", re.I | re.S)
-"""Advice on how to do something ("To list the files in /tmp, you could run ls /tmp"): the
-request is its goal."""
+"""Advice on how to do something ("To list the files in /tmp, you could run ls /tmp"; "To
+list all files, including hidden ones, use the following command:"): the request is its goal."""
 _NAME = re.compile(r"`([^`\s]+)`")
 """Inline code around one word (a path, a file name) marks a name, not code."""
 

@@ -103,6 +103,10 @@ def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
                          "```\nSELECT name FROM singer ORDER BY length(name) DESC LIMIT 5\n```"])
     assert backward.construct(asked, query, (0, 1), "abstraction").instruction == (
         "Get the five longest singer names.")
+    with_a_comma = ScriptedLLM(["To list every singer, including retired ones, use the "
+                                "following query:\n```sql\nSELECT name FROM singer\n```"])
+    assert backward.construct(with_a_comma, query, (0, 1), "abstraction").instruction == (
+        "List every singer, including retired ones.")
     named = ScriptedLLM(["Show the names in the `singer` table."])
     assert backward.construct(named, query, (0, 1), "abstraction").instruction == (
         "Show the names in the singer table.")  # a name in backticks is not code
