@@ -11,13 +11,15 @@ dataset the row retrieved from, and prints, on the tasks both rows ran:
   and over all steps;
 - success of both rows by that (any same-instance example at the first step or none), by how
   many examples of the task's instance the dataset holds, by difficulty, and by how each
-  episode ended.
+  episode ended;
+- for shell tasks, by whether the dataset's actions use every command of the task's golds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -33,6 +35,17 @@ def instance(env_args: dict | str) -> str:
     args = json.loads(env_args) if isinstance(env_args, str) else dict(env_args)
     args.pop("seed", None)
     return json.dumps(args, sort_keys=True)
+
+
+_SEGMENT = re.compile(r"\|\||&&|[|;`]|\$\(|-exec\s|xargs(?:\s+-\S+)*\s")
+_COMMAND = re.compile(r"[a-z][a-z0-9_.+-]*")
+
+
+def commands(line: str) -> set[str]:
+    """The commands of a shell line: the first word of each part of a pipeline or list (and
+    what ``xargs`` and ``find -exec`` run)."""
+    words = (part.split()[:1] for part in _SEGMENT.split(line))
+    return {w[0] for w in words if w and _COMMAND.fullmatch(w[0])}
 
 
 def episodes(results: Path, row: str) -> dict[str, Trajectory]:
@@ -67,6 +80,7 @@ def main() -> None:
                             split="train")
     instance_of = {e["id"]: instance(e["env_args"]) for e in examples}
     held = Counter(instance_of.values())
+    used = {c for e in examples for step in e["steps"] for c in commands(step["action"])}
     row = episodes(args.results, args.row)
     ref = episodes(args.reference_results or args.results, args.reference)
     tasks = sorted(set(row) & set(ref))
@@ -96,6 +110,11 @@ def main() -> None:
         groups["difficulty"][episode.task.difficulty or "unlabelled"].append(pair)
         groups[f"how the {args.row} episode ended"][str(episode.termination)].append(pair)
         groups[f"how the {args.reference} episode ended"][str(other.termination)].append(pair)
+        task = episode.task
+        if task.env == "shell" and task.gold:
+            # a task is covered when one of its golds uses only commands the examples use
+            covered = any(commands(g) <= used for g in [task.gold, *task.alternative_golds])
+            groups["a gold's commands all used in the dataset"][str(covered)].append(pair)
     print(f"retrieved examples from the task's own instance: first step {same_first}/{n_first} "
           f"({100 * same_first / max(n_first, 1):.0f}%), all steps {same_all}/{n_all} "
           f"({100 * same_all / max(n_all, 1):.0f}%)")
