@@ -37,6 +37,10 @@ class RetrievalConfig(Strict):
     embedder: str = DEFAULT_EMBEDDER
     """wordllama-l2-128 (a static table, the default), wordllama-l2-256, all-MiniLM-L6-v2, or any
     sentence-transformers model name or folder (docs/retrieval.md)."""
+    dataset: Path | None = None
+    """The dataset folder this row retrieves from (examples/distill corpora); default: the
+    config's ``dataset``. Rows on different datasets (two versions, a reference set) then share
+    one table and its paired comparisons."""
 
     @model_validator(mode="after")
     def _some_source(self) -> RetrievalConfig:
@@ -108,8 +112,8 @@ class EvalConfig(Strict):
         slugs = [a.slug for a in self.agents]
         if len(set(slugs)) != len(slugs):
             raise ValueError("agent names must be distinct (they name the output folders)")
-        needs_dataset = [a.name for a in self.agents
-                         if a.retrieval and a.retrieval.corpus != "docs"]
+        needs_dataset = [a.name for a in self.agents if a.retrieval and
+                         a.retrieval.corpus != "docs" and a.retrieval.dataset is None]
         names = {a.name for a in self.agents}
         if self.reference is not None and self.reference not in names:
             raise ValueError(f"reference {self.reference!r} is not one of the agents")
@@ -124,6 +128,9 @@ class EvalConfig(Strict):
 
     def model_for(self, agent: AgentSpec) -> LLMConfig:
         return agent.model or self.model
+
+    def dataset_for(self, retrieval: RetrievalConfig) -> Path | None:
+        return retrieval.dataset or self.dataset
 
 
 def load_eval_config(path: Path, overrides: dict[str, Any] | None = None) -> EvalConfig:

@@ -43,7 +43,7 @@ class Evaluation:
         self.console = console or Console()
         self.make_model = make_model
         self.executor: Executor | None = None
-        self._corpora: dict[tuple[str, str], Corpus] = {}
+        self._corpora: dict[tuple[str, str, Path | None], Corpus] = {}
         self.lost: dict[str, int] = {}
         """Episodes per agent left unfinished because the model endpoint failed."""
 
@@ -73,12 +73,13 @@ class Evaluation:
         return tasks[: c.max_tasks]
 
     def corpus(self, retrieval: RetrievalConfig, held_out: list[Task]) -> Corpus:
-        key = (retrieval.corpus, retrieval.embedder)
+        dataset = self.config.dataset_for(retrieval)
+        key = (retrieval.corpus, retrieval.embedder, dataset)
         if key not in self._corpora:
             with self.console.status(f"loading the embedder {retrieval.embedder}…"):
                 embedder = work.embedder(retrieval.embedder)  # the one the episodes use
             self._corpora[key] = open_corpus(
-                retrieval.corpus, dataset=self.config.dataset,
+                retrieval.corpus, dataset=dataset,
                 cache_root=self.config.output_dir, env=self.env(), held_out=held_out,
                 embedder=embedder, console=self.console)
         return self._corpora[key]
@@ -104,7 +105,8 @@ class Evaluation:
             tasks = self.held_out_tasks()
             for agent in agents:
                 if agent.retrieval:
-                    check_dataset(agent.retrieval.corpus, self.config.dataset)
+                    check_dataset(agent.retrieval.corpus,
+                                  self.config.dataset_for(agent.retrieval))
             for agent in agents:
                 self.run_agent(agent, tasks)
         finally:
@@ -212,7 +214,8 @@ class Evaluation:
         from), plus the episode limits."""
         model = self.config.model_for(spec).model_dump(exclude={
             "timeout_s", "max_concurrency", "cache", "max_retries", "retry_backoff_s"})
-        retrieval = spec.retrieval.model_dump() if spec.retrieval else None
+        # the dataset is known by its content (the corpus fingerprint), not by its folder
+        retrieval = spec.retrieval.model_dump(exclude={"dataset"}) if spec.retrieval else None
         if retrieval and corpus:  # a grown or redone dataset is another agent
             retrieval["corpus_fingerprint"] = corpus.fingerprint
         if retrieval and "model" in retrieval["sources"]:  # so is a reworded query prompt

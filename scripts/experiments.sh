@@ -56,6 +56,11 @@ synth shell 40:80
 row shell "LbI-ICL"                                             # (a) shell
 synth web 89:72
 row web "LbI-ICL"                                               # (a) web
+# where the shell gain is lost: the same student retrieving the dev split's gold solutions
+# (written by people, in the benchmark's style) instead of synthesized examples
+golds=outputs/reference/shell-dev-golds
+once "$golds/README.md" python scripts/gold_examples.py --env shell --split dev --out "$golds"
+row shell "ICL (dev golds)"
 # (b) the 0.5B LoRA-trained on released/sql (CPU, both cores), evaluated without retrieval; the
 # model stays in this checkout's outputs/ (where the row's config points), its card and summary
 # go to results/train/

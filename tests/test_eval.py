@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from conftest import executed_example
 
 from lbi.agent.scripted import ScriptedLLM
-from lbi.envs import make_env
+from lbi.envs import make_env, splits
 from lbi.errors import ConfigError
 from lbi.eval import harness
 from lbi.eval.config import EvalConfig, load_eval_config
@@ -148,6 +149,53 @@ def test_a_changed_configuration_under_the_same_name_is_refused(tmp_path, datase
     monkeypatch.setattr(harness, "QUERY_PROMPT", harness.QUERY_PROMPT + " Be brief.")
     with pytest.raises(ConfigError, match="other settings"):
         Evaluation(_config(tmp_path, dataset), make_model=make_model).run(only=["LbI-ICL"])
+
+
+def test_a_row_can_retrieve_from_its_own_dataset(tmp_path, dataset):
+    """Two datasets in one table (e.g. two versions, or a reference set beside the synthesized
+    one); a row is known by what its dataset holds, not by the folder's path."""
+    def make_model(config, budget):
+        return ScriptedLLM(copy_first_example, budget=budget)
+
+    data = export.load_dataset_dir(dataset)
+    data["examples"]["train"] = data["examples"]["train"].select(range(3))
+    smaller = export.save_dataset(data, "card", tmp_path / "smaller")
+    rows = [{"name": "LbI-ICL", "retrieval": {"corpus": "examples", "m1": 1, "m2": 1}},
+            {"name": "ICL (smaller)", "retrieval": {"corpus": "examples", "m1": 1, "m2": 1,
+                                                    "dataset": str(smaller)}}]
+    config = EvalConfig.model_validate({
+        "env": "sql", "output_dir": str(tmp_path / "eval"), "dataset": str(dataset),
+        "split": "dev", "tasks": TASKS, "step_limit": 2, "agents": rows})
+    results = Evaluation(config, make_model=make_model).run()
+    sizes = {r["name"]: r["corpus_size"] for r in results["agents"]}
+    assert sizes == {"LbI-ICL": 6, "ICL (smaller)": 3}
+    # no top-level dataset is needed when the row names its own
+    EvalConfig.model_validate({**config.model_dump(mode="json"), "dataset": None,
+                               "agents": rows[1:]})
+    moved = shutil.copytree(smaller, tmp_path / "moved")
+    rows[1]["retrieval"]["dataset"] = str(moved)
+    again = EvalConfig.model_validate({**config.model_dump(mode="json"), "agents": rows})
+    ran: list[str] = []
+    Evaluation(again, make_model=lambda c, b: ran.append(c.model) or make_model(c, b)).run()
+    assert not ran  # the same content elsewhere: the same row, read back
+
+
+def test_a_reference_dataset_of_gold_solutions_loads_as_examples(tmp_path):
+    out = tmp_path / "golds"
+    subprocess.run([sys.executable, str(ROOT / "scripts/gold_examples.py"), "--env", "sql",
+                    "--split", "dev", "--max-tasks", "3", "--out", str(out)], check=True,
+                   capture_output=True)
+    env = make_env("sql")
+    try:
+        tasks = splits.select(env.benchmark_tasks(), "dev")[:3]
+    finally:
+        env.close()
+    rows = export.load_dataset_dir(out)["examples"]["train"]
+    examples = [export.example_from_row(r) for r in rows]
+    assert [(e.instruction, e.steps[0].action) for e in examples] == [
+        (t.instruction, t.gold) for t in tasks]
+    assert all(e.final_observation and "error" not in e.final_observation.lower()
+               for e in examples)
 
 
 def test_a_row_run_before_a_model_setting_existed_is_still_its_own(tmp_path, dataset):
