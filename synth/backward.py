@@ -150,8 +150,13 @@ _META = re.compile(r"\b(the agent|the user|sequence of (actions|observations)|tr
                    r"the output of the command)\b", re.I)
 """An answer about the session ("What request was made …", "… in the last observation"), a
 question to the user, or advice on how to do it: not a request."""
-_PREAMBLE = re.compile(r"^.{0,240}?(?:(?:following|this) (?:task )?(?:instruction|request)"
-                       r"(?: is)?|could have (?:asked|requested))\s*:\s*", re.I | re.S)
+_PREAMBLE = re.compile(r"^.{0,240}?(?:(?:(?:following|this) (?:task )?(?:instruction|request)"
+                       r"(?: is)?|could have (?:asked|requested))\s*:"
+                       r"|could have (?:made|given|written|issued) (?:the|a|this)(?: following)? "
+                       r"(?:request|instruction)(?:\s*:|(?=\s*[\"“])))\s*", re.I | re.S)
+"""What introduces the request in an answer: "the following request is:", "could have asked:",
+"could have made the request "…"" (a colon or a quote must follow, so that "could have made a
+request that …" is not taken for one)."""
 _QUOTED = re.compile(r"[\"“]([^\"”]{15,})[\"”]")
 _HOW_TO = re.compile(
     r"to ((?:(?!\b(?:observation|outcome|result|output)s?\b).)+?),\s+"

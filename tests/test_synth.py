@@ -79,6 +79,15 @@ def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
                          'many pets there are."'])
     assert backward.construct(wordy, traj, (0, 1), "abstraction").instruction == (
         "Show how many pets there are.")
+    for made in ['To count them, the user could have made the request "Show how many pets '
+                 'there are."', "To count them, the user could have made the request:\nShow how "
+                 "many pets there are."]:
+        answer = ScriptedLLM([made])
+        assert backward.construct(answer, traj, (0, 1), "abstraction").instruction == (
+            "Show how many pets there are.")
+    vague = ScriptedLLM(["To count the pets, the user could have made a request that shows "
+                         "how many pets there are."])
+    assert "talks about the trajectory" in backward.construct(vague, traj, (0, 1), "abstraction")
     query = _traj(["SELECT name FROM singer"], ["o0", "name | Joe"])
     copied = ScriptedLLM(["SELECT name FROM singer;"])
     assert "is an action" in backward.construct(copied, query, (0, 1), "abstraction")
