@@ -84,11 +84,24 @@ def drop_repeated_steps(traj: Trajectory) -> tuple[Trajectory, int]:
 
 
 def _without_preamble(text: str) -> str:
-    """The request itself when the answer introduces it ("… could have asked: "…"")."""
+    """The request itself when the answer introduces it ("… could have asked: "…""): what is
+    quoted in the paragraph after the preamble, else that paragraph (small models go on with a
+    comment on the request after a blank line)."""
     stripped = _PREAMBLE.sub("", text, count=1)
-    if stripped != text and (quoted := _QUOTED.search(stripped)):
-        return quoted.group(1)
-    return stripped
+    if stripped == text:
+        return text
+    request = stripped.strip().split("\n\n")[0]
+    return quoted.group(1) if (quoted := _QUOTED.search(request)) else request
+
+
+def _request_of(answer: str) -> str:
+    """The request in an answer: the one it states after a preamble ("… could have asked: …"),
+    unless that is code; else the goal of advice ("To X, you could run …" asks to X); else the
+    answer itself."""
+    stated = _without_preamble(answer)
+    if stated != answer and "```" not in stated:
+        return stated
+    return _without_preamble(_goal_of_advice(answer))
 
 
 def _normalized(text: str) -> str:
@@ -151,7 +164,7 @@ _META = re.compile(r"\b(the agent|the user|sequence of (actions|observations)|tr
 """An answer about the session ("What request was made …", "… in the last observation"), a
 question to the user, or advice on how to do it: not a request."""
 _PREAMBLE = re.compile(r"^.{0,240}?(?:(?:(?:following|this) (?:task )?(?:instruction|request)"
-                       r"(?: is)?|could have (?:asked|requested))\s*:"
+                       r"(?: is)?|could have (?:asked|requested)(?: the following)?)\s*:"
                        r"|could have (?:made|given|written|issued) (?:the|a|this)(?: following)? "
                        r"(?:request|instruction)(?:\s*:|(?=\s*[\"“])))\s*", re.I | re.S)
 """What introduces the request in an answer: "the following request is:", "could have asked:",
@@ -207,7 +220,7 @@ def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
     prompt = template.format(env=traj.task.env, trajectory=rendered,
                              max_sentences=2 * len(steps) + 1)
     out = llm.complete([{"role": "user", "content": prompt}])
-    instruction = parse_instruction(_without_preamble(_goal_of_advice(out.text.strip())))
+    instruction = parse_instruction(_request_of(out.text.strip()))
     instruction = _NAME.sub(r"\1", instruction)
     if len(instruction) < 10:
         return f"unusable instruction: {out.text[:200]!r}"

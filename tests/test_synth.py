@@ -85,6 +85,15 @@ def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
         answer = ScriptedLLM([made])
         assert backward.construct(answer, traj, (0, 1), "abstraction").instruction == (
             "Show how many pets there are.")
+    commented = ScriptedLLM(["To count them, the user could have made the following request:"
+                             "\n\nShow how many pets there are.\n\nThis request fulfills the "
+                             "sequence of actions that the agent took."])
+    assert backward.construct(commented, traj, (0, 1), "abstraction").instruction == (
+        "Show how many pets there are.")
+    following = ScriptedLLM(['To achieve the final observation, the user could have requested '
+                             'the following: "Show how many pets there are."'])
+    assert backward.construct(following, traj, (0, 1), "abstraction").instruction == (
+        "Show how many pets there are.")
     vague = ScriptedLLM(["To count the pets, the user could have made a request that shows "
                          "how many pets there are."])
     assert "talks about the trajectory" in backward.construct(vague, traj, (0, 1), "abstraction")
