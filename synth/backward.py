@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
+from difflib import SequenceMatcher
 from typing import Literal
 
 from lbi.protocols import ChatModel
@@ -81,6 +82,25 @@ def drop_repeated_steps(traj: Trajectory) -> tuple[Trajectory, int]:
         final = kept.pop().observation  # o_n becomes the observation the stop answered
         removed += 1
     return traj.model_copy(update={"steps": kept, "final_observation": final}), removed
+
+
+_LABEL = re.compile(r"^[A-Za-z ]{1,20}:\s*")
+_REACHED = re.compile(r"\(reward 1\)")
+"""How an environment that scores its own page goal says it was reached (MiniWoB: "The task
+ended (reward 1).")."""
+
+
+def _restates_an_unreached_goal(instruction: str, first_observation: str, final: str) -> bool:
+    """Whether the instruction is a line of the span's first observation written back (the goal a
+    page states, "Page goal: Find Clarabelle's email and make it important.") while the span does
+    not reach it: the generator read the page, not the actions (in the first web run, 36 of 89
+    examples, of which 29 ended without the page's reward)."""
+    said = _normalized(instruction)
+    if len(said.split()) < 4 or _REACHED.search(final):
+        return False
+    lines = (_normalized(_LABEL.sub("", line)) for line in first_observation.splitlines())
+    return any(SequenceMatcher(None, said, line).ratio() >= 0.8 for line in lines
+               if len(line.split()) >= 4)
 
 
 def _without_preamble(text: str) -> str:
@@ -234,6 +254,8 @@ def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
         return f"the answer is an action, not a request: {out.text[:200]!r}"
     if not _grounded(instruction, steps, final):
         return f"the answer names nothing of the trajectory: {out.text[:200]!r}"
+    if _restates_an_unreached_goal(instruction, steps[0].observation, final):
+        return f"the answer restates a goal the span did not reach: {out.text[:200]!r}"
     if kind == "summary":
         instruction = SUMMARY_PREFIX + instruction
     return Example(

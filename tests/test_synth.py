@@ -133,6 +133,21 @@ def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
     assert "talks about" in backward.construct(about_the_output, query, (0, 1), "abstraction")
 
 
+def test_a_page_goal_written_back_is_an_instruction_only_where_the_span_reached_it():
+    page = ("Page goal: Find Clarabelle's email and mark it as important.\n"
+            "RootWebArea 'Email Inbox Task'\n\t[47] image ''")
+    answer = "Find Clarabelle's email and mark it as important."
+    missed = _traj(["click('47')"], [page, page + "\n\t[48] image ''"])
+    assert "a goal the span did not reach" in backward.construct(
+        ScriptedLLM([answer]), missed, (0, 1), "abstraction")
+    reached = _traj(["click('47')"], [page, page + "\n\nThe task ended (reward 1)."])
+    assert backward.construct(ScriptedLLM([answer]), reached, (0, 1),
+                              "abstraction").instruction == answer
+    # a request in its own words about the same page is not a goal written back
+    own_words = ScriptedLLM(["Open the first email of the Clarabelle inbox page."])
+    assert backward.construct(own_words, missed, (0, 1), "abstraction").instruction
+
+
 def test_a_sql_span_must_end_on_rows_to_ask_about():
     env = make_env("sql")
     env.reset(Task(id="t", env="sql", instruction="x", origin="user", env_args={"db": "pets_1"}))
