@@ -374,8 +374,9 @@ class Synthesis:
         self.stats.update({
             "stopped_by_budget": self.stopped_by,
             "counts": counts, "llm_total": total, "wall_s": round(wall, 1),
-            "calls_per_accepted_example": (round(total["calls"] / counts["examples"], 2)
-                                           if counts["examples"] else None),
+            "calls_per_accepted_example": (
+                round((total["calls"] - total["cache_hits"]) / counts["examples"], 2)
+                if counts["examples"] else None),
             "llm_wait_share": round(total["llm_seconds"] / wall, 3) if wall else None,
         })
         self.stats["all_runs"] = all_runs(
@@ -399,7 +400,7 @@ class Synthesis:
 RUNS_FILE = "runs.jsonl"
 """One line per invocation of a synthesis run: a dataset grown over several sessions is
 accounted for as a whole."""
-_COUNTED = ("calls", "input_tokens", "output_tokens", "llm_seconds", "wall_s")
+_COUNTED = ("calls", "cache_hits", "input_tokens", "output_tokens", "llm_seconds", "wall_s")
 
 
 def _read_runs(path: Path) -> list[dict[str, Any]]:
@@ -410,7 +411,8 @@ def _read_runs(path: Path) -> list[dict[str, Any]]:
 
 def all_runs(runs: list[dict[str, Any]], accepted: int) -> dict[str, Any]:
     """Every invocation's spending summed per stage, with the yield of the whole dataset:
-    accepted examples per hour of wall time and LLM calls per accepted example."""
+    accepted examples per hour of wall time and LLM calls per accepted example (calls the model
+    answered: a pass that rebuilds a stage from the response cache costs none)."""
     stages: dict[str, dict[str, float]] = {}
     for run in runs:
         for name, values in run["stages"].items():
@@ -418,7 +420,7 @@ def all_runs(runs: list[dict[str, Any]], accepted: int) -> dict[str, Any]:
             for key in _COUNTED:
                 into[key] = round(into[key] + values.get(key, 0), 2)
     wall = sum(run["wall_s"] for run in runs)
-    calls = sum(values["calls"] for values in stages.values())
+    calls = sum(values["calls"] - values["cache_hits"] for values in stages.values())
     return {"invocations": len(runs), "wall_s": round(wall, 1), "stages": stages,
             "accepted_examples": accepted,
             "accepted_per_hour": round(accepted * 3600 / wall, 1) if wall else None,

@@ -18,7 +18,7 @@ import yaml
 from lbi.agent.scripted import ScriptedLLM
 from lbi.envs import make_env
 from lbi.errors import ConfigError, LbiError
-from lbi.synth import backward, export
+from lbi.synth import backward, export, pipeline
 from lbi.synth.config import BudgetConfig, SynthConfig, load_config
 from lbi.synth.decontam import Decontaminator
 from lbi.synth.export import load_dataset_dir, push_to_hub
@@ -405,6 +405,16 @@ def _config(tmp_path) -> SynthConfig:
         "backward": {"max_spans_per_trajectory": 3},
         "filter": {"choices": 0},  # the choice check has its own tests
     })
+
+
+def test_yield_counts_the_calls_the_model_answered_not_cache_hits():
+    stage = {"input_tokens": 0, "output_tokens": 0, "llm_seconds": 0, "wall_s": 10}
+    first = {"wall_s": 1800, "stages": {"backward": {**stage, "calls": 10, "cache_hits": 0}}}
+    rebuilt = {"wall_s": 1800, "stages": {"backward": {**stage, "calls": 10, "cache_hits": 10}}}
+    written_before_cache_hits_were = {"wall_s": 0, "stages": {"filter": {**stage, "calls": 5}}}
+    whole = pipeline.all_runs([first, rebuilt, written_before_cache_hits_were], accepted=5)
+    assert whole["calls_per_accepted_example"] == 3.0  # (10 + 0 + 5) / 5
+    assert whole["accepted_per_hour"] == 5.0 and whole["stages"]["backward"]["calls"] == 20
 
 
 def test_pipeline_end_to_end_with_scripted_models_then_resumes_with_no_calls(tmp_path):
