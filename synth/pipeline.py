@@ -348,8 +348,8 @@ class Synthesis:
         votes, to W&B."""
         tracker.summary(self.stats)
         stages = self.stats.get("all_runs", {}).get("stages", {})
-        tracker.table("stages", ["stage", "counts", "calls", "input_tokens", "output_tokens",
-                                 "llm_seconds", "wall_s (all runs)"],
+        tracker.table("stages", ["stage", "counts", "calls", "cache_hits", "input_tokens",
+                                 "output_tokens", "llm_seconds", "wall_s (all runs)"],
                       [[name, json.dumps(counts, default=str),
                         *(stages.get(name, counts).get(k, 0) for k in _COUNTED)]
                        for name, counts in self.stats.get("stages", {}).items()])
