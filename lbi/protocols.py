@@ -51,6 +51,9 @@ class Environment(Protocol):
 
     Optional: ``describe_action(observation, action) -> str | None`` names what an action acts
     on in words (web: the element behind an id); the agent loop stores it as ``Step.target``.
+    ``goal_reached(final_observation) -> bool`` says whether an observation reports the goal the
+    environment itself states (MiniWoB's "Page goal: …") as reached; backward construction
+    keeps an instruction that restates that goal only for a span that reached it.
     """
 
     name: str

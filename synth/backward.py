@@ -85,18 +85,15 @@ def drop_repeated_steps(traj: Trajectory) -> tuple[Trajectory, int]:
 
 
 _LABEL = re.compile(r"^[A-Za-z ]{1,20}:\s*")
-_REACHED = re.compile(r"\(reward 1\)")
-"""How an environment that scores its own page goal says it was reached (MiniWoB: "The task
-ended (reward 1).")."""
 
 
-def _restates_an_unreached_goal(instruction: str, first_observation: str, final: str) -> bool:
+def _restates_an_unreached_goal(instruction: str, first_observation: str, reached: bool) -> bool:
     """Whether the instruction is a line of the span's first observation written back (the goal a
     page states, "Page goal: Find Clarabelle's email and make it important.") while the span does
     not reach it: the generator read the page, not the actions (in the first web run, 36 of 89
     examples, of which 29 ended without the page's reward)."""
     said = _normalized(instruction)
-    if len(said.split()) < 4 or _REACHED.search(final):
+    if len(said.split()) < 4 or reached:
         return False
     lines = (_normalized(_LABEL.sub("", line)) for line in first_observation.splitlines())
     return any(SequenceMatcher(None, said, line).ratio() >= 0.8 for line in lines
@@ -231,9 +228,11 @@ def original_example(traj: Trajectory) -> Example:
 
 
 def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
-              kind: Literal["abstraction", "summary"]) -> Example | str:
+              kind: Literal["abstraction", "summary"],
+              goal_reached: Callable[[str], bool] | None = None) -> Example | str:
     """One example for a span, or why the generator's answer is unusable (a failed call is
-    raised: it is not a result)."""
+    raised: it is not a result). ``goal_reached`` is the environment's optional hook: whether a
+    final observation reports the goal its first observation states as reached."""
     steps, final = traj.span(*span)
     rendered = render_trajectory(steps, final)
     template = ABSTRACTION if kind == "abstraction" else SUMMARY
@@ -254,7 +253,8 @@ def construct(llm: ChatModel, traj: Trajectory, span: tuple[int, int],
         return f"the answer is an action, not a request: {out.text[:200]!r}"
     if not _grounded(instruction, steps, final):
         return f"the answer names nothing of the trajectory: {out.text[:200]!r}"
-    if _restates_an_unreached_goal(instruction, steps[0].observation, final):
+    reached = goal_reached is not None and goal_reached(final)
+    if _restates_an_unreached_goal(instruction, steps[0].observation, reached):
         return f"the answer restates a goal the span did not reach: {out.text[:200]!r}"
     if kind == "summary":
         instruction = SUMMARY_PREFIX + instruction

@@ -34,7 +34,8 @@ def roll_out(env: Environment, models: ModelSource, task: Task, *, agent: LLMCon
 def construct(env: Environment, models: ModelSource, item: Span, *,
               generator: LLMConfig) -> Example | str:
     traj, span, kind, _ = item
-    return backward.construct(models(generator), traj, span, kind)
+    return backward.construct(models(generator), traj, span, kind,
+                              getattr(env, "goal_reached", None))
 
 
 def judge(env: Environment, models: ModelSource, item: tuple[Example, list[str]], *,

@@ -71,81 +71,82 @@ def test_spans_through_a_failed_action_are_never_chosen():
     assert backward.select_spans(3, 10, weights, "s", failed) == [(0, 1), (2, 3)]
 
 
-def test_an_instruction_about_the_trajectory_is_refused_and_a_preamble_is_cut():
-    traj = _traj(["SELECT count(*) FROM pets"], ["o0", "count(*)\n3"])
-    meta = ScriptedLLM(["What can the agent achieve by executing the sequence of actions?"])
-    assert "talks about the trajectory" in backward.construct(meta, traj, (0, 1), "abstraction")
-    wordy = ScriptedLLM(['To see it, you can use the following task instruction: "Show how '
-                         'many pets there are."'])
-    assert backward.construct(wordy, traj, (0, 1), "abstraction").instruction == (
-        "Show how many pets there are.")
-    for made in ['To count them, the user could have made the request "Show how many pets '
-                 'there are."', "To count them, the user could have made the request:\nShow how "
-                 "many pets there are."]:
-        answer = ScriptedLLM([made])
-        assert backward.construct(answer, traj, (0, 1), "abstraction").instruction == (
-            "Show how many pets there are.")
-    commented = ScriptedLLM(["To count them, the user could have made the following request:"
-                             "\n\nShow how many pets there are.\n\nThis request fulfills the "
-                             "sequence of actions that the agent took."])
-    assert backward.construct(commented, traj, (0, 1), "abstraction").instruction == (
-        "Show how many pets there are.")
-    following = ScriptedLLM(['To achieve the final observation, the user could have requested '
-                             'the following: "Show how many pets there are."'])
-    assert backward.construct(following, traj, (0, 1), "abstraction").instruction == (
-        "Show how many pets there are.")
-    vague = ScriptedLLM(["To count the pets, the user could have made a request that shows "
-                         "how many pets there are."])
-    assert "talks about the trajectory" in backward.construct(vague, traj, (0, 1), "abstraction")
-    query = _traj(["SELECT name FROM singer"], ["o0", "name | Joe"])
-    copied = ScriptedLLM(["SELECT name FROM singer;"])
-    assert "is an action" in backward.construct(copied, query, (0, 1), "abstraction")
-    for about_the_session in ("What request was made to list the singers?",
-                              "What is the name in the last observation?",
-                              "What singers do you want to see?"):
-        answer = ScriptedLLM([about_the_session])
-        assert "talks about" in backward.construct(answer, query, (0, 1), "abstraction")
-    advice = ScriptedLLM(["To see them, you could list the singers' names."])
-    assert "talks about" in backward.construct(advice, query, (0, 1), "abstraction")
-    code = ScriptedLLM(["Run `SELECT * FROM singer` to see every singer."])
-    assert "holds code" in backward.construct(code, query, (0, 1), "abstraction")
-    introduced = ScriptedLLM(['To get this result, the user could have asked: "What are the '
-                              'names of all singers?" That is what the query returns.'])
-    assert backward.construct(introduced, query, (0, 1), "abstraction").instruction == (
-        "What are the names of all singers?")
-    how_to = ScriptedLLM(["To list the names of all `singer` rows, you could have used the "
-                          "command:\n```sql\nSELECT name FROM singer\n```"])
-    assert backward.construct(how_to, query, (0, 1), "abstraction").instruction == (
-        "List the names of all singer rows.")  # advice: its goal is the request
-    asked = ScriptedLLM(["To get the five longest singer names, a user could have asked:\n"
-                         "```\nSELECT name FROM singer ORDER BY length(name) DESC LIMIT 5\n```"])
-    assert backward.construct(asked, query, (0, 1), "abstraction").instruction == (
-        "Get the five longest singer names.")
-    with_a_comma = ScriptedLLM(["To list every singer, including retired ones, use the "
-                                "following query:\n```sql\nSELECT name FROM singer\n```"])
-    assert backward.construct(with_a_comma, query, (0, 1), "abstraction").instruction == (
-        "List every singer, including retired ones.")
-    named = ScriptedLLM(["Show the names in the `singer` table."])
-    assert backward.construct(named, query, (0, 1), "abstraction").instruction == (
-        "Show the names in the singer table.")  # a name in backticks is not code
-    about_the_output = ScriptedLLM(["To get the final output, you could run the query `SELECT "
-                                    "name FROM singer`."])
-    assert "talks about" in backward.construct(about_the_output, query, (0, 1), "abstraction")
+_COUNT = _traj(["SELECT count(*) FROM pets"], ["o0", "count(*)\n3"])
+_NAMES = _traj(["SELECT name FROM singer"], ["o0", "name | Joe"])
+_PETS = "Show how many pets there are."
+
+TAKEN = [  # (trajectory, the generator's answer, the instruction taken from it)
+    (_COUNT, 'To see it, you can use the following task instruction: "Show how many pets there '
+             'are."', _PETS),
+    (_COUNT, 'To count them, the user could have made the request "Show how many pets there '
+             'are."', _PETS),
+    (_COUNT, "To count them, the user could have made the request:\nShow how many pets there "
+             "are.", _PETS),
+    (_COUNT, "To count them, the user could have made the following request:\n\nShow how many "
+             "pets there are.\n\nThis request fulfills the sequence of actions that the agent "
+             "took.", _PETS),
+    (_COUNT, 'To achieve the final observation, the user could have requested the following: '
+             '"Show how many pets there are."', _PETS),
+    (_NAMES, 'To get this result, the user could have asked: "What are the names of all '
+             'singers?" That is what the query returns.', "What are the names of all singers?"),
+    # advice: its goal is the request
+    (_NAMES, "To list the names of all `singer` rows, you could have used the command:\n```sql\n"
+             "SELECT name FROM singer\n```", "List the names of all singer rows."),
+    (_NAMES, "To get the five longest singer names, a user could have asked:\n```\nSELECT name "
+             "FROM singer ORDER BY length(name) DESC LIMIT 5\n```",
+     "Get the five longest singer names."),
+    (_NAMES, "To list every singer, including retired ones, use the following query:\n```sql\n"
+             "SELECT name FROM singer\n```", "List every singer, including retired ones."),
+    # a name in backticks is not code
+    (_NAMES, "Show the names in the `singer` table.", "Show the names in the singer table."),
+]
+
+REFUSED = [  # (trajectory, the generator's answer, why it is refused)
+    (_COUNT, "What can the agent achieve by executing the sequence of actions?", "talks about"),
+    (_COUNT, "To count the pets, the user could have made a request that shows how many pets "
+             "there are.", "talks about"),
+    (_NAMES, "SELECT name FROM singer;", "is an action"),
+    (_NAMES, "What request was made to list the singers?", "talks about"),
+    (_NAMES, "What is the name in the last observation?", "talks about"),
+    (_NAMES, "What singers do you want to see?", "talks about"),
+    (_NAMES, "To see them, you could list the singers' names.", "talks about"),
+    (_NAMES, "Run `SELECT * FROM singer` to see every singer.", "holds code"),
+    (_NAMES, "To get the final output, you could run the query `SELECT name FROM singer`.",
+     "talks about"),
+]
+
+
+@pytest.mark.parametrize(("traj", "answer", "instruction"), TAKEN)
+def test_the_request_is_taken_out_of_the_generators_answer(traj, answer, instruction):
+    example = backward.construct(ScriptedLLM([answer]), traj, (0, 1), "abstraction")
+    assert example.instruction == instruction
+
+
+@pytest.mark.parametrize(("traj", "answer", "why"), REFUSED)
+def test_an_answer_that_is_not_a_request_is_refused(traj, answer, why):
+    assert why in backward.construct(ScriptedLLM([answer]), traj, (0, 1), "abstraction")
 
 
 def test_a_page_goal_written_back_is_an_instruction_only_where_the_span_reached_it():
+    from lbi.envs.web.env import WebEnv
+
     page = ("Page goal: Find Clarabelle's email and mark it as important.\n"
             "RootWebArea 'Email Inbox Task'\n\t[47] image ''")
     answer = "Find Clarabelle's email and mark it as important."
-    missed = _traj(["click('47')"], [page, page + "\n\t[48] image ''"])
-    assert "a goal the span did not reach" in backward.construct(
-        ScriptedLLM([answer]), missed, (0, 1), "abstraction")
+
+    def construct(llm: ScriptedLLM, traj: Trajectory):
+        return backward.construct(llm, traj, (0, 1), "abstraction", WebEnv.goal_reached)
+
+    missed = _traj(["click('47')"], [page, page + "\n\nThe task ended (reward 0)."])
+    assert "a goal the span did not reach" in construct(ScriptedLLM([answer]), missed)
     reached = _traj(["click('47')"], [page, page + "\n\nThe task ended (reward 1)."])
-    assert backward.construct(ScriptedLLM([answer]), reached, (0, 1),
-                              "abstraction").instruction == answer
+    assert construct(ScriptedLLM([answer]), reached).instruction == answer
+    # without the environment's hook no span counts as reaching it
+    assert "did not reach" in backward.construct(ScriptedLLM([answer]), reached, (0, 1),
+                                                 "abstraction")
     # a request in its own words about the same page is not a goal written back
     own_words = ScriptedLLM(["Open the first email of the Clarabelle inbox page."])
-    assert backward.construct(own_words, missed, (0, 1), "abstraction").instruction
+    assert construct(own_words, missed).instruction
 
 
 def test_a_sql_span_must_end_on_rows_to_ask_about():

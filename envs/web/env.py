@@ -59,6 +59,10 @@ def in_browser_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return _BROWSER_THREAD.submit(fn, *args, **kwargs).result()
 
 
+ENDED = "The task ended (reward {reward:g})."
+"""The line an episode's last observation ends with: the page's own score of its goal."""
+
+
 @dataclass
 class WebConfig:
     """Settings of the web environment."""
@@ -116,7 +120,7 @@ class WebEnv:
         self.reward = max(self.reward, float(reward))
         done = bool(terminated or truncated)
         self.page = self._render(observation)
-        return (f"{self.page}\n\nThe task ended (reward {reward:g})." if done else self.page), done
+        return (f"{self.page}\n\n{ENDED.format(reward=reward)}" if done else self.page), done
 
     def evaluate(self) -> float | None:
         if self.task is None or self.task.origin != "benchmark":
@@ -160,6 +164,10 @@ class WebEnv:
 
     def describe_action(self, observation: str, action: str) -> str | None:
         return element_of(observation, action)
+
+    @staticmethod
+    def goal_reached(final_observation: str) -> bool:
+        return final_observation.rstrip().endswith(ENDED.format(reward=1))
 
     # ---- helpers ------------------------------------------------------------------------------
     def _render(self, observation: dict[str, Any]) -> str:
