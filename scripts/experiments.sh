@@ -61,9 +61,6 @@ row web "LbI-ICL"                                               # (a) web
 golds=outputs/reference/shell-dev-golds
 once "$golds/README.md" python scripts/gold_examples.py --env shell --split dev --out "$golds"
 row shell "ICL (dev golds)"
-# (d) the 1.5B retrieving from its own data, against its floor ([3/7]); shell first: its pair
-# takes ~2 h and is where a stronger student is likeliest to use the examples
-row shell "zero-shot (1.5B)"; row shell "LbI-ICL (1.5B)"
 # (b) the 0.5B LoRA-trained on released/sql (CPU, both cores), evaluated without retrieval; the
 # model stays in this checkout's outputs/ (where the row's config points), its card and summary
 # go to results/train/
@@ -75,6 +72,9 @@ if [ -e "$lora/model.gguf" ]; then
   cp "$lora/README.md" "$lora/training_summary.json" "$OUT/results/train/qwen2.5-coder-0.5b-lbi/"
   row sql "fine-tuned (LoRA)"
 fi
+# (d) the 1.5B retrieving from its own data, against its floor ([3/7]); shell first: its pair
+# takes ~2 h and is where a stronger student is likeliest to use the examples
+row shell "zero-shot (1.5B)"; row shell "LbI-ICL (1.5B)"
 row web "zero-shot (1.5B)"; row web "LbI-ICL (1.5B)"            # (d) web, ~2 h a row
 row code "zero-shot (1.5B)"                                     # the last 1.5B floor ([3/7])
 row sql "LbI-ICL"                                               # (a) sql, plain-words query
