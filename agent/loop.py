@@ -129,11 +129,7 @@ class Agent:
             completion = self.model.complete(prompt, stop=STOP_SEQUENCES, **constraint)
             calls.append(completion.call)
             try:
-                if completion.truncated:  # a cut-off action must never run
-                    raise FormatError("Your answer was cut off at the length limit before the "
-                                      "action ended. Answer again with a one-sentence REASON "
-                                      "and the whole ACTION.")
-                reasoning, action = parse_response(completion.text)
+                reasoning, action = parse_response(completion.text, completion.truncated)
             except FormatError as exc:
                 if attempt == self.config.max_format_retries:
                     raise FormatError(f"no parsable action after {attempt + 1} answers; "

@@ -103,7 +103,12 @@ class FormatError(ValueError):
 
 _ACTION = re.compile(r"^\s*\**\s*ACTION\s*\**\s*:\s*\**\s*", re.I | re.M)
 _REASON = re.compile(r"^\s*\**\s*REASON(ING)?\s*\**\s*:\s*\**\s*", re.I | re.M)
-_TRAILER = re.compile(r"^\s*\**\s*(REASON|OBSERVATION|ACTION)\s*\**\s*:", re.I | re.M)
+# What starts the next turn after an action: a label, or a step number ("Step 2 OBSERVATION: …",
+# "Step 2: fill(…)": the layout of the history and of retrieved examples, which models go on with)
+_TRAILER = re.compile(r"^\s*\**\s*((REASON|OBSERVATION|ACTION)\s*\**\s*:|Step\s+\d+\b)",
+                      re.I | re.M)
+CUT_OFF = ("Your answer was cut off at the length limit before the action ended. Answer again "
+           "with a one-sentence REASON and the whole ACTION.")
 _FENCE = re.compile(r"```[a-zA-Z0-9_+-]*\n?(.*?)```", re.S)
 
 
@@ -114,13 +119,15 @@ def _unfence(text: str) -> str:
     return text.strip().strip("`").strip()
 
 
-def parse_response(text: str) -> tuple[str, str]:
+def parse_response(text: str, truncated: bool = False) -> tuple[str, str]:
     """(reasoning, action) from a ``REASON: … ACTION: …`` answer, leniently.
 
     Accepts markdown emphasis around the labels, code fences around the action and a missing
-    REASON. Text after the action that starts another label (a hallucinated OBSERVATION, a
-    second step) is dropped. Without an ACTION label, a single fenced code block is taken as
-    the action. Anything else raises FormatError.
+    REASON. Text after the action that starts another label or step (a hallucinated
+    OBSERVATION, a second step) is dropped. Without an ACTION label, a single fenced code block
+    is taken as the action. An answer ``truncated`` at the length limit gives an action only
+    where such a trailer shows that the action had ended before the cut (a cut-off action must
+    never run). Anything else raises FormatError.
     """
     match = _ACTION.search(text)
     if match:
@@ -128,11 +135,15 @@ def parse_response(text: str) -> tuple[str, str]:
         trailer = _TRAILER.search(action)
         if trailer:
             action = action[: trailer.start()]
+        elif truncated:
+            raise FormatError(CUT_OFF)
         action = _unfence(action)
         reason_match = _REASON.search(head)
         reasoning = head[reason_match.end():] if reason_match else head
         if action:
             return reasoning.strip(), action
+    if truncated:
+        raise FormatError(CUT_OFF)
     fences = _FENCE.findall(text)
     if len(fences) == 1 and fences[0].strip():
         return _FENCE.sub("", text).strip(), fences[0].strip()

@@ -34,9 +34,22 @@ def task(env):
     ("ACTION: stop", ("", "stop")),
     ("reason: x\naction: submit SELECT 2\nOBSERVATION: 2\nREASON: done", ("x", "submit SELECT 2")),
     ("I will run:\n```sql\nSELECT 3\n```", ("I will run:", "SELECT 3")),
+    # the layout of the history and of retrieved examples, continued by the model
+    ("REASON: r\nACTION: click('14')   # on [14] button 'Go'\nStep 2 OBSERVATION: page",
+     ("r", "click('14')   # on [14] button 'Go'")),
+    ("REASON: r\nACTION: click('16')\nStep 2: fill('16', '18')", ("r", "click('16')")),
 ])
 def test_parse_response_is_lenient(text, expected):
     assert parse_response(text) == expected
+
+
+def test_an_answer_cut_at_the_length_limit_gives_only_an_action_that_had_ended():
+    ended = "REASON: r\nACTION: mkdir a\nACTION: cd a\nACTION: for f in $(ls); do\n  ln -s"
+    assert parse_response(ended, truncated=True) == ("r", "mkdir a")
+    for cut in ("REASON: r\nACTION: SELECT a FROM t WHERE b = 'Afr", "REASON: a plan with no "
+                "action yet", "I will run:\n```sql\nSELECT 3\n```"):
+        with pytest.raises(FormatError, match="cut off"):
+            parse_response(cut, truncated=True)
 
 
 @pytest.mark.parametrize("text", ["", "REASON: thinking only", "ACTION:", "```a```\n```b```"])
