@@ -12,7 +12,9 @@ dataset the row retrieved from, and prints, on the tasks both rows ran:
 - success of both rows by that (any same-instance example at the first step or none), by how
   many examples of the task's instance the dataset holds, by difficulty, and by how each
   episode ended;
-- for shell tasks, by whether the dataset's actions use every command of the task's golds.
+- for shell tasks, by whether the dataset's actions use every command of the task's golds;
+- how many steps of each row the environment answered with an error, and how many of the
+  retrieval row's actions repeat a retrieved example's action.
 """
 
 from __future__ import annotations
@@ -54,6 +56,21 @@ def episodes(results: Path, row: str) -> dict[str, Trajectory]:
     found = {path.stem: finished_episode(path) for path in sorted(folder.glob("*.json"))
              if path.stem not in {"agent", "row"}}
     return {task_id: episode for task_id, episode in found.items() if episode}
+
+
+_ERROR = re.compile(r"^\s*Error\b|\[exit code [1-9]\d*\]\s*$")
+"""An observation reporting an error: the environments' "Error: …" (an action refused, a query
+that failed) and the shell's non-zero exit status."""
+
+
+def error_steps(episodes: list[Trajectory]) -> tuple[int, int]:
+    """(steps whose next observation is an error, steps) over ``episodes``."""
+    errors = total = 0
+    for episode in episodes:
+        after = episode.observations[1:]
+        total += len(after)
+        errors += sum(bool(_ERROR.search(o)) for o in after)
+    return errors, total
 
 
 def table(title: str, groups: dict[str, list[tuple[bool, bool]]], row: str, reference: str) -> None:
@@ -121,6 +138,17 @@ def main() -> None:
     steps_a = sum(len(row[t].steps) for t in tasks) / len(tasks)
     steps_b = sum(len(ref[t].steps) for t in tasks) / len(tasks)
     print(f"mean steps: {args.row} {steps_a:.2f}, {args.reference} {steps_b:.2f}")
+    for name, rows in ((args.row, row), (args.reference, ref)):
+        errors, total = error_steps([rows[t] for t in tasks])
+        print(f"steps answered with an error (the action refused or failed): {name} "
+              f"{errors}/{total} ({100 * errors / max(total, 1):.0f}%)")
+    actions = {e["id"]: {" ".join(s["action"].split()) for s in e["steps"]} for e in examples}
+    copied = [(t, k) for t in tasks for k, s in enumerate(row[t].steps) if s.retrieval and
+              " ".join(s.action.split()) in set().union(*(actions.get(i, set())
+                                                           for i in s.retrieval.ids))]
+    print(f"steps of {args.row} that repeat a retrieved example's action: {len(copied)} of "
+          f"{sum(len(row[t].steps) for t in tasks)}, in {len({t for t, _ in copied})} episodes "
+          f"({sum(row[t].solved for t in {t for t, _ in copied})} solved)")
     for title, grouped in groups.items():
         table(title, grouped, args.row, args.reference)
 
