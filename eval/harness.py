@@ -164,8 +164,10 @@ class Evaluation:
         """All episodes of one agent configuration (finished ones are read back, not rerun).
         Returns its row, or None when episodes were left unfinished by a failing endpoint."""
         folder = self._folder(spec)
-        # Decontaminated against every benchmark task of the env, not only the evaluated ones.
-        held_out = self.env().benchmark_tasks()
+        # Decontaminated against the whole evaluated split, not only the tasks this run takes:
+        # no example may hold a task the row is scored on, while another split's golds may
+        # serve as examples (the upper-bound rows; synthesis keeps its data off every split).
+        held_out = splits.select(self.env().benchmark_tasks(), self.config.split)
         corpus = self.corpus(spec.retrieval, held_out) if spec.retrieval else None
         settings = self._settings(spec, corpus)
         self._claim(folder, settings)

@@ -196,6 +196,18 @@ def test_a_reference_dataset_of_gold_solutions_loads_as_examples(tmp_path):
         (t.instruction, t.gold) for t in tasks]
     assert all(e.final_observation and "error" not in e.final_observation.lower()
                for e in examples)
+    # the dev split's golds are examples for a row scored on test, never on dev; Spider asks
+    # some questions twice in other words, and spider-0784's twin (spider-0364) is in test
+    row = {"name": "ICL (dev golds)", "retrieval": {"corpus": "examples", "dataset": str(out)}}
+    config = {"env": "sql", "output_dir": str(tmp_path / "eval"), "split": "test",
+              "max_tasks": 1, "step_limit": 1, "agents": [row]}
+    results = Evaluation(EvalConfig.model_validate(config),
+                         make_model=lambda c, b: ScriptedLLM(copy_first_example, budget=b)).run()
+    assert (results["agents"][0]["corpus_size"], results["agents"][0]["decontaminated"]) == (2, 1)
+    on_dev = EvalConfig.model_validate({**config, "split": "dev",
+                                        "output_dir": str(tmp_path / "on-dev")})
+    with pytest.raises(ConfigError, match="empty"):
+        Evaluation(on_dev, make_model=lambda c, b: ScriptedLLM(copy_first_example, budget=b)).run()
 
 
 def test_a_row_run_before_a_model_setting_existed_is_still_its_own(tmp_path, dataset):
