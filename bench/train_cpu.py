@@ -1,6 +1,7 @@
 """LoRA training throughput of the embedded student on this CPU, in tokens/s.
 
     python bench/train_cpu.py [--model local/qwen2.5-coder-0.5b] [--tokens 550] [--repeats 3]
+                              [--threads 1 2]
 
 Loads the model as train/sft.py does (GGUF → transformers), puts LoRA r=16 on every linear
 layer, and times one forward + backward over a sequence of --tokens tokens (the length of a
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--model", default="local/qwen2.5-coder-0.5b")
     parser.add_argument("--tokens", type=int, default=550)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, nargs="*",
+                        help="thread counts to time (default: 1 and every core)")
     args = parser.parse_args()
 
     model = get_peft_model(load_model(args.model, dtype=torch.float32),
@@ -47,7 +50,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"{args.model}, LoRA r=16 all-linear, {args.tokens} tokens per forward+backward\n")
     print("| threads | precision | s / step | tokens/s |\n|---|---|---|---|")
-    for threads in sorted({1, cores}):
+    for threads in args.threads or sorted({1, cores}):
         torch.set_num_threads(threads)
         for bf16 in (False, True):
             seconds = step_seconds(model, ids, bf16, args.repeats)

@@ -409,3 +409,17 @@ def test_push_to_hub_without_the_hub_fails_before_training_with_one_clear_error(
                                        "Nothing was trained"):  # HF_HUB_OFFLINE=1 in tests
         main(*_parse(_args(tiny_model, synth_dataset, out, max_steps=1, push_to_hub=True,
                            hub_model_id="someone/lbi-test")))
+
+
+def test_a_cpu_without_native_bf16_trains_in_fp32(monkeypatch, tmp_path):
+    from trl import SFTConfig
+
+    from lbi.train import sft
+
+    asked = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=True, report_to="none")
+    monkeypatch.setattr(sft, "native_cpu_bf16", lambda: True)
+    assert sft.cpu_precision(asked) is asked
+    monkeypatch.setattr(sft, "native_cpu_bf16", lambda: False)
+    chosen = sft.cpu_precision(asked)
+    assert (chosen.bf16, chosen.mixed_precision) == (False, "no")
+    assert chosen.learning_rate == asked.learning_rate and chosen.output_dir == asked.output_dir

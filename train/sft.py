@@ -24,7 +24,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +191,27 @@ def use_all_cores(script_args: LbiScriptArguments, training_args: SFTConfig) -> 
         log.info("CPU training with %d threads", torch.get_num_threads())
 
 
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX). Elsewhere torch emulates
+    it, and bf16 autocast is slower than fp32 (bench/train_cpu.py); True when torch cannot tell."""
+    import torch
+
+    probes = [getattr(torch.cpu, name, None)
+              for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    known = [probe for probe in probes if probe is not None]
+    return not known or any(probe() for probe in known)
+
+
+def cpu_precision(training_args: SFTConfig) -> SFTConfig:
+    """``training_args`` with bf16 off for a CPU run on a CPU without native bf16, where the
+    recipes' bf16 autocast would be the slower choice."""
+    if training_args.use_cpu and training_args.bf16 and not native_cpu_bf16():
+        log.warning("this CPU has no native bf16 (AVX512-BF16 or AMX): training in fp32, which "
+                    "is faster here than emulated bf16")
+        return replace(training_args, bf16=False)
+    return training_args
+
+
 def main(script_args: LbiScriptArguments, training_args: SFTConfig,
          model_args: ModelConfig) -> None:
     from transformers import set_seed
@@ -203,6 +224,7 @@ def main(script_args: LbiScriptArguments, training_args: SFTConfig,
         raise LbiError("merge_adapter needs a LoRA run (use_peft)")
     set_seed(training_args.seed)
     use_all_cores(script_args, training_args)
+    training_args = cpu_precision(training_args)
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision,
                                training_args.trust_remote_code)
     dataset = get_dataset(script_args)
@@ -231,6 +253,7 @@ def main(script_args: LbiScriptArguments, training_args: SFTConfig,
     trainer.save_model(training_args.output_dir)
 
     extra: dict[str, Any] = {"resumed_from": checkpoint, "global_step": trainer.state.global_step,
+                             "bf16": training_args.bf16,
                              "log_history": trainer.state.log_history}
     if trainer.accelerator.is_main_process:
         model = trainer.accelerator.unwrap_model(trainer.model)
