@@ -103,9 +103,10 @@ class FormatError(ValueError):
 
 _ACTION = re.compile(r"^\s*\**\s*ACTION\s*\**\s*:\s*\**\s*", re.I | re.M)
 _REASON = re.compile(r"^\s*\**\s*REASON(ING)?\s*\**\s*:\s*\**\s*", re.I | re.M)
-# What starts the next turn after an action: a label, or a step number ("Step 2 OBSERVATION: …",
-# "Step 2: fill(…)": the layout of the history and of retrieved examples, which models go on with)
-_TRAILER = re.compile(r"^\s*\**\s*((REASON|OBSERVATION|ACTION)\s*\**\s*:|Step\s+\d+\b)",
+# What starts the next turn after an action: a label, or a step number at the start of a line
+# ("Step 2 OBSERVATION: …", "Step 2: fill(…)": the layout of the history and of retrieved
+# examples, which models go on with; an indented "Step 2" may be a line of code)
+_TRAILER = re.compile(r"^(\s*\**\s*(REASON|OBSERVATION|ACTION)\s*\**\s*:|Step\s+\d+\b)",
                       re.I | re.M)
 CUT_OFF = ("Your answer was cut off at the length limit before the action ended. Answer again "
            "with a one-sentence REASON and the whole ACTION.")

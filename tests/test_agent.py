@@ -38,6 +38,8 @@ def task(env):
     ("REASON: r\nACTION: click('14')   # on [14] button 'Go'\nStep 2 OBSERVATION: page",
      ("r", "click('14')   # on [14] button 'Go'")),
     ("REASON: r\nACTION: click('16')\nStep 2: fill('16', '18')", ("r", "click('16')")),
+    ('ACTION: def f():\n    """Step 1: add."""\n    return 1',
+     ("", 'def f():\n    """Step 1: add."""\n    return 1')),
 ])
 def test_parse_response_is_lenient(text, expected):
     assert parse_response(text) == expected
