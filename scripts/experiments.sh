@@ -79,6 +79,12 @@ row web "zero-shot (1.5B)"; row web "LbI-ICL (1.5B)"            # (d) web, ~2 h 
 row code "zero-shot (1.5B)"                                     # the last 1.5B floor ([3/7])
 row sql "LbI-ICL"                                               # (a) sql, plain-words query
 row sql "zero-shot (1.5B)"; row sql "LbI-ICL (1.5B)"            # (d) sql, ~8 h a row
+# (c) the Table 2 / Table 4 analogues on sql, 0.5B (~3 h a row): after the 1.5B rows, because at
+# 0.5B LbI-ICL itself showed no gain over zero-shot, so its parts cannot yet show which helps
+for name in "RAG (docs)" "data-distill" "LbI-ICL instruction-only" "LbI-ICL observation-only" \
+    "LbI-ICL model-only"; do
+  row sql "$name"
+done
 # growth towards 500 accepted: new dataset versions, whose rows go to new output folders
 synth web 89:150
 synth shell 100:200
