@@ -75,6 +75,11 @@ fi
 # (d) the 1.5B retrieving from its own data, against its floor ([3/7]); shell first: its pair
 # takes ~2 h and is where a stronger student is likeliest to use the examples
 row shell "zero-shot (1.5B)"; row shell "LbI-ICL (1.5B)"
+# the upper bound on sql: retrieval from the dev split's gold queries (the same 20 databases),
+# which asks of the student what the shell one did: do examples of any quality help it?
+golds=outputs/reference/sql-dev-golds
+once "$golds/README.md" python scripts/gold_examples.py --env sql --split dev --out "$golds"
+row sql "ICL (dev golds)"
 row web "zero-shot (1.5B)"; row web "LbI-ICL (1.5B)"            # (d) web, ~2 h a row
 row code "zero-shot (1.5B)"                                     # the last 1.5B floor ([3/7])
 row sql "LbI-ICL"                                               # (a) sql, plain-words query
