@@ -33,7 +33,8 @@ def answer(body: dict[str, Any]) -> str:
 
 class StandIn:
     """``with StandIn() as server:``; ``server.url`` is the ``api_base``. ``fail(mode, n)``
-    makes the next ``n`` requests fail (``n=None``: until ``recover()``); modes: ``429``,
+    makes the next ``n`` requests fail (``n=None``: until ``recover()``), only those of one
+    role if ``fail(..., model=role)``; modes: ``429``,
     ``500``, ``hang``, ``malformed``, ``truncated`` (an answer cut at max_tokens, HTTP 200).
     ``too_long_if``: requests containing that text are
     refused with llama-server's context-size error (HTTP 400). ``latency_s``: every answer
@@ -54,6 +55,7 @@ class StandIn:
         self.hang_s = hang_s
         self._mode: str | None = None
         self._left: int | None = None
+        self._model: str | None = None
         self._lock = threading.Lock()
         server = self
 
@@ -76,7 +78,7 @@ class StandIn:
 
             def _answer(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                mode = server._next_mode()
+                mode = server._next_mode(body.get("model"))
                 prompt = "\n".join(str(m.get("content")) for m in body["messages"])
                 if server.too_long_if and server.too_long_if in prompt:
                     self._send(400, {"error": {  # llama-server's answer
@@ -129,10 +131,10 @@ class StandIn:
             return answer(body)
         return self.answers.get(body.get("model", "")) or answer(body)
 
-    def _next_mode(self) -> str | None:
+    def _next_mode(self, model: str | None) -> str | None:
         with self._lock:
             self.requests += 1
-            if self._mode is None:
+            if self._mode is None or self._model not in (None, model):
                 return None
             if self._left is not None:
                 self._left -= 1
@@ -142,9 +144,9 @@ class StandIn:
             self.failed += 1
             return self._mode
 
-    def fail(self, mode: str, n: int | None = None) -> None:
+    def fail(self, mode: str, n: int | None = None, model: str | None = None) -> None:
         with self._lock:
-            self._mode, self._left = mode, n
+            self._mode, self._left, self._model = mode, n, model
 
     def recover(self) -> None:
         self.fail(None, None)  # type: ignore[arg-type]

@@ -149,15 +149,15 @@ def test_a_stopped_synthesis_records_what_it_spent(server, tmp_path):
     config_path = tmp_path / "synth.yaml"
     config_path.write_text(yaml.safe_dump(_synth_config(tmp_path, server.url)))
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    server.hang_s = 90
+    server.fail("hang", model="agent")  # tasks are generated, then every rollout waits
     run = subprocess.Popen(["lbi", "synth", "--config", str(config_path)], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     taskgen = tmp_path / "out" / "taskgen.jsonl"
     deadline = time.monotonic() + 120
     while not (taskgen.exists() and taskgen.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    server.hang_s = 90
-    server.fail("hang")  # the run is now mid-way, waiting on the endpoint
-    time.sleep(1)
+    time.sleep(1)  # the run is now mid-way, waiting on the endpoint
     run.send_signal(signal.SIGTERM)
     stopped = time.monotonic()
     assert run.wait(timeout=80) == 128 + signal.SIGTERM
