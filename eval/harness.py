@@ -61,7 +61,16 @@ class Evaluation:
     def held_out_tasks(self) -> list[Task]:
         """The evaluated tasks: the config's split, its task ids, its first ``max_tasks``."""
         c = self.config
-        tasks = splits.select(self.env().benchmark_tasks(), c.split)
+        kept = self.env().benchmark_tasks()
+        tasks = splits.select(kept, c.split)
+        kept_ids = {t.id for t in kept}
+        absent = sorted(task_id for task_id, split in splits.pinned_splits(c.env).items()
+                        if c.split in (split, "all") and task_id not in kept_ids)
+        if absent:  # e.g. a shell gold that needs a tool this host lacks
+            self.console.print(f"[yellow]{len(absent)} task(s) of the {c.split!r} split are not "
+                               f"usable on this machine ({', '.join(absent[:5])}"
+                               f"{'…' if len(absent) > 5 else ''}): rows run "
+                               "here are not comparable with rows run on all of them[/]")
         if c.tasks != "all":
             by_id = {t.id: t for t in tasks}
             unknown = [t for t in c.tasks if t not in by_id]

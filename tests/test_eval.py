@@ -300,3 +300,16 @@ def test_a_row_of_another_task_list_is_left_out_not_compared(tmp_path, dataset):
     assert results["tasks"] == TASKS[:1] and results["reference"] == "zero-shot"
     assert "row 'LbI-ICL' left out: it was run on another task list (2 tasks)" in (
         console.export_text())
+
+
+def test_a_listed_task_this_machine_does_not_keep_is_named(tmp_path, dataset, monkeypatch):
+    from rich.console import Console
+
+    listed = splits.pinned_splits("sql") | {"spider-gone": "test"}
+    monkeypatch.setattr(splits, "pinned_splits", lambda env: listed)
+    console = Console(record=True, width=200)
+    config = _config(tmp_path, dataset).model_copy(update={"split": "test", "tasks": "all"})
+    tasks = Evaluation(config, console=console).held_out_tasks()
+    assert "spider-gone" not in {t.id for t in tasks}
+    assert "1 task(s) of the 'test' split are not usable on this machine (spider-gone)" in (
+        console.export_text())

@@ -1,12 +1,17 @@
 """Dev/test splits: disjoint, stratified by difficulty, independent of list order, and stable
-(the SQL split is pinned by a hash of its ids, so a change to the splitting is seen)."""
+(the SQL split is pinned by a hash of its ids, so a change to the splitting is seen), also when
+a machine keeps fewer tasks (the committed lists, envs/split_lists)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections import Counter
 
+import pytest
+
+from lbi.envs import splits
 from lbi.envs.splits import assign_splits, select
 from lbi.envs.sql.benchmark import spider_dev
 from lbi.types import Task
@@ -40,3 +45,22 @@ def test_the_sql_test_split_is_stable():
     assert hashlib.sha256(ids.encode()).hexdigest()[:16] == "98c2c7825df0a57f"
     assert Counter(t.difficulty for t in test) == {"easy": 111, "medium": 188, "hard": 72,
                                                   "extra": 76}
+
+
+@pytest.mark.parametrize("env", ["sql", "shell", "web", "code"])
+def test_every_environment_has_disjoint_committed_lists(env):
+    lists = json.loads((splits.LISTS / f"{env}.json").read_text())
+    assert lists["test"] and lists["dev"] and not set(lists["test"]) & set(lists["dev"])
+
+
+def test_a_task_a_machine_does_not_keep_moves_no_other_task():
+    """On one machine a shell gold needed a tool the host lacked: the task was dropped, its
+    stratum shrank by one, and the split computed from the kept tasks moved a test task to dev.
+    The committed lists keep every other task where it was; an unlisted task gets the rule."""
+    tasks = list(spider_dev()[0])
+    test = [t.id for t in select(tasks, "test")]
+    one_dev_per_stratum = {t.difficulty: t.id for t in select(tasks, "dev")}
+    fewer = [t for t in tasks if t.id not in one_dev_per_stratum.values()]
+    assert [t.id for t in select(fewer, "test")] == test
+    new = Task(id="spider-new", env="sql", instruction="?", origin="benchmark", difficulty="easy")
+    assert assign_splits([*tasks, new])["spider-new"] == assign_splits([new])["spider-new"]
