@@ -12,7 +12,8 @@ dataset the row retrieved from, and prints, on the tasks both rows ran:
 - success of both rows by that (any same-instance example at the first step or none), by how
   many examples of the task's instance the dataset holds, by difficulty, and by how each
   episode ended;
-- for shell tasks, by whether the dataset's actions use every command of the task's golds;
+- for shell tasks, by whether the dataset's actions use every command of one of the task's
+  golds, and whether the examples the episode retrieved do;
 - how many steps of each row the environment answered with an error, and how many of the
   retrieval row's actions repeat a retrieved example's action.
 """
@@ -29,6 +30,7 @@ from datasets import load_dataset
 
 from lbi.agent.runner import finished_episode
 from lbi.eval import stats
+from lbi.eval.config import slug
 from lbi.types import Trajectory
 
 
@@ -52,7 +54,7 @@ def commands(line: str) -> set[str]:
 
 def episodes(results: Path, row: str) -> dict[str, Trajectory]:
     """The finished episodes of a row, by task id (as ``lbi eval`` reads them back)."""
-    folder = results / "episodes" / row
+    folder = results / "episodes" / slug(row)
     found = {path.stem: finished_episode(path) for path in sorted(folder.glob("*.json"))
              if path.stem not in {"agent", "row"}}
     return {task_id: episode for task_id, episode in found.items() if episode}
@@ -97,7 +99,9 @@ def main() -> None:
                             split="train")
     instance_of = {e["id"]: instance(e["env_args"]) for e in examples}
     held = Counter(instance_of.values())
-    used = {c for e in examples for step in e["steps"] for c in commands(step["action"])}
+    commands_of = {e["id"]: {c for step in e["steps"] for c in commands(step["action"])}
+                   for e in examples}
+    used = set().union(*commands_of.values())
     row = episodes(args.results, args.row)
     ref = episodes(args.reference_results or args.results, args.reference)
     tasks = sorted(set(row) & set(ref))
@@ -130,8 +134,13 @@ def main() -> None:
         task = episode.task
         if task.env == "shell" and task.gold:
             # a task is covered when one of its golds uses only commands the examples use
-            covered = any(commands(g) <= used for g in [task.gold, *task.alternative_golds])
+            golds = [task.gold, *task.alternative_golds]
+            covered = any(commands(g) <= used for g in golds)
             groups["a gold's commands all used in the dataset"][str(covered)].append(pair)
+            seen = set().union(*(commands_of.get(i, set()) for s in episode.steps
+                                 if s.retrieval for i in s.retrieval.ids))
+            groups["a gold's commands all in the examples the episode retrieved"][
+                str(any(commands(g) <= seen for g in golds))].append(pair)
     print(f"retrieved examples from the task's own instance: first step {same_first}/{n_first} "
           f"({100 * same_first / max(n_first, 1):.0f}%), all steps {same_all}/{n_all} "
           f"({100 * same_all / max(n_all, 1):.0f}%)")
