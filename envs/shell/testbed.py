@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from rich.progress import track
+
 from lbi.assets import lbi_home, package_archive, read_member
 from lbi.envs.sandbox import (
     SYSTEM_ENTRIES,
@@ -226,7 +228,9 @@ def _validated() -> tuple[list[Task], dict[str, str]]:
         cached = json.loads(cache_file.read_text())
         return [Task(**t) for t in cached["kept"]], cached["dropped"]
     kept, dropped = [], {}
-    for item in raw_tasks():
+    items = raw_tasks()
+    for item in track(items, description=f"validating {len(items)} InterCode-ALFA tasks' golds "
+                                         "(once per machine)", transient=True):
         golds, reasons = [], []
         for gold in dict.fromkeys(item["golds"]):  # the two golds may be the same command
             reason = validate_gold(gold, limits, item["fs"], item["query"])

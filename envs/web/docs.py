@@ -14,6 +14,8 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from rich.progress import track
+
 from lbi.assets import lbi_home
 from lbi.envs.docs import html_to_text
 from lbi.envs.web import miniwob
@@ -58,7 +60,9 @@ def goals(instances: list[tuple[str, int]]) -> list[str]:
 
         env = WebEnv()
         try:
-            for name, seed in sorted(missing):  # by task: one page load per task
+            for name, seed in track(sorted(missing),  # by task: one page load per task
+                                    description=f"rendering {len(missing)} MiniWoB goals (once "
+                                                "per machine)", transient=True):
                 first = env.reset(Task(id=f"{name}@{seed}", env="web", instruction="",
                                        origin="user", env_args={"task": name, "seed": seed}))
                 cached[f"goal:{name}@{seed}"] = first.split("\n", 1)[0].removeprefix(
