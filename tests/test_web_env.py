@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lbi.envs import make_env
-from lbi.envs.web import miniwob
+from lbi.envs.web import docs, miniwob
 from lbi.envs.web.env import in_browser_thread
 from lbi.types import Step, Task
 
@@ -90,6 +90,18 @@ def test_benchmark_seeds_are_held_out_from_synthesis(env):
     contexts = env.task_contexts()
     assert all(c.env_args["seed"] < miniwob.SYNTH_SEED_LIMIT for c in contexts)
     assert "Page goal:" in contexts[0].description
+
+
+@pytest.mark.parametrize(("name", "seed"), [("click-button", 1000), ("enter-text", 1001),
+                                          ("book-flight-nodelay", 1002)])
+def test_a_shipped_goal_is_the_rendered_one(env, name, seed):
+    """The benchmark goals ship with the package (a fresh machine renders none); each must be
+    what the page states when it is rendered."""
+    rendered = env.reset(Task(id="t", env="web", instruction="", origin="user",
+                              env_args={"task": name, "seed": seed}))
+    shipped = docs.shipped_goals()
+    assert len(shipped) == len(miniwob.BENCHMARK_TASKS) * len(miniwob.BENCHMARK_SEEDS)
+    assert rendered.splitlines()[0] == f"Page goal: {shipped[f'goal:{name}@{seed}']}"
 
 
 def test_docs_are_the_task_pages(env):

@@ -5,13 +5,17 @@ task generation is therefore the task pages themselves: for every synthesis task
 title and static text (from its HTML) and one rendered instance (goal + accessibility tree, at
 a synthesis seed). The task generator then proposes other things a user could do on such a
 page. Rendering needs the browser, so the corpus and the benchmark goals are cached in
-``LBI_HOME/data/web``.
+``LBI_HOME/data/web``; the 267 benchmark goals (≈ 3 s each to render, 13 minutes on 2 cores)
+also ship with the package, ``benchmark_goals.json``, for the pinned MiniWoB++ wheel (a page's
+goal is a function of the page and the seed: renders on two machines gave the same 134 test
+goals), so ``lbi run`` or ``lbi eval`` on a fresh machine renders none of them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.progress import track
@@ -50,10 +54,33 @@ def page_snapshot(env: WebEnv, name: str, seed: int) -> str:
     return _store(key, observation)
 
 
+SHIPPED_GOALS = Path(__file__).with_name("benchmark_goals.json")
+
+
+def shipped_goals() -> dict[str, str]:
+    """{"goal:<task>@<seed>": goal} shipped for the pinned MiniWoB++ wheel ({} for another)."""
+    shipped = json.loads(SHIPPED_GOALS.read_text()) if SHIPPED_GOALS.exists() else {}
+    if shipped.get("miniwob") != list(miniwob.MINIWOB_PACKAGE):
+        return {}
+    return shipped["goals"]
+
+
+def ship_goals() -> None:
+    """Write ``benchmark_goals.json``: every benchmark instance's goal (rendering the ones
+    neither shipped nor cached)."""
+    instances = [(name, seed) for name in miniwob.BENCHMARK_TASKS
+                 for seed in miniwob.BENCHMARK_SEEDS]
+    rendered = {f"goal:{name}@{seed}": goal
+                for (name, seed), goal in zip(instances, goals(instances), strict=True)}
+    atomic_write_text(SHIPPED_GOALS, json.dumps(
+        {"miniwob": list(miniwob.MINIWOB_PACKAGE), "goals": rendered},
+        indent=0, sort_keys=True) + "\n")
+
+
 def goals(instances: list[tuple[str, int]]) -> list[str]:
-    """The goal MiniWoB states for each (task, seed): rendered in one browser the first time
-    (≈ 1 s per instance), then read from the cache."""
-    cached = _cache()
+    """The goal MiniWoB states for each (task, seed): shipped, else rendered in one browser
+    the first time (≈ 3 s per instance) and read from the cache after."""
+    cached = shipped_goals() | _cache()
     missing = [(name, seed) for name, seed in instances if f"goal:{name}@{seed}" not in cached]
     if missing:
         from lbi.envs.web.env import WebEnv
