@@ -64,6 +64,14 @@ def assign_splits(tasks: list[Task], seed: int = SEED,
     return split
 
 
+def not_kept(env: str, tasks: list[Task], split: str) -> list[str]:
+    """Ids the committed lists put in ``split`` ("all": either) that ``tasks`` (what this
+    machine kept) lack: rows run here are not comparable with rows run on all of them."""
+    kept = {t.id for t in tasks}
+    return sorted(task_id for task_id, of in pinned_splits(env).items()
+                  if split in (of, "all") and task_id not in kept)
+
+
 def select(tasks: list[Task], split: str, seed: int = SEED) -> list[Task]:
     """The tasks of ``split`` ("all": every task), in the seeded hash order."""
     if split not in SPLITS:

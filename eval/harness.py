@@ -63,10 +63,8 @@ class Evaluation:
         c = self.config
         kept = self.env().benchmark_tasks()
         tasks = splits.select(kept, c.split)
-        kept_ids = {t.id for t in kept}
-        absent = sorted(task_id for task_id, split in splits.pinned_splits(c.env).items()
-                        if c.split in (split, "all") and task_id not in kept_ids)
-        if absent:  # e.g. a shell gold that needs a tool this host lacks
+        # e.g. a shell task whose golds need a program this host lacks
+        if absent := splits.not_kept(c.env, kept, c.split):
             self.console.print(f"[yellow]{len(absent)} task(s) of the {c.split!r} split are not "
                                f"usable on this machine ({', '.join(absent[:5])}"
                                f"{'…' if len(absent) > 5 else ''}): rows run "

@@ -185,6 +185,9 @@ def tasks(
     for t in chosen:
         table.add_row(t.id, of[t.id], t.difficulty or "", t.instruction, json.dumps(t.env_args))
     console.print(table)
+    if absent := splits.not_kept(env, every, split):
+        console.print(f"[yellow]not usable on this machine, though the committed split lists "
+                      f"them: {', '.join(absent)}[/]")
 
 
 @app.command()

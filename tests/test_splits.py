@@ -64,3 +64,11 @@ def test_a_task_a_machine_does_not_keep_moves_no_other_task():
     assert [t.id for t in select(fewer, "test")] == test
     new = Task(id="spider-new", env="sql", instruction="?", origin="benchmark", difficulty="easy")
     assert assign_splits([*tasks, new])["spider-new"] == assign_splits([new])["spider-new"]
+
+
+def test_listed_tasks_a_machine_lacks_are_named_by_split():
+    tasks = list(spider_dev()[0])
+    gone = select(tasks, "test")[0].id
+    fewer = [t for t in tasks if t.id != gone]
+    assert splits.not_kept("sql", fewer, "test") == splits.not_kept("sql", fewer, "all") == [gone]
+    assert splits.not_kept("sql", fewer, "dev") == [] == splits.not_kept("sql", tasks, "all")
