@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from lbi.envs import make_env
-from lbi.envs.web import docs, miniwob
+from lbi.envs.web import miniwob
+from lbi.envs.web.docs import shipped_goals
 from lbi.envs.web.env import in_browser_thread
 from lbi.types import Step, Task
 
@@ -99,7 +100,7 @@ def test_a_shipped_goal_is_the_rendered_one(env, name, seed):
     what the page states when it is rendered."""
     rendered = env.reset(Task(id="t", env="web", instruction="", origin="user",
                               env_args={"task": name, "seed": seed}))
-    shipped = docs.shipped_goals()
+    shipped = shipped_goals()
     assert len(shipped) == len(miniwob.BENCHMARK_TASKS) * len(miniwob.BENCHMARK_SEEDS)
     assert rendered.splitlines()[0] == f"Page goal: {shipped[f'goal:{name}@{seed}']}"
 
