@@ -64,7 +64,9 @@ row web "LbI-ICL"                                               # (a) web
 # model stays in this checkout's outputs/ (where the row's config points), its card and summary
 # go to results/train/
 lora=outputs/sft/qwen2.5-coder-0.5b-lbi
-once "$lora/model.gguf" env OMP_NUM_THREADS=2 accelerate launch --num_processes 1 train/sft.py \
+# python -m: the launcher and the script run on the PATH's python (a pinned worktree's venv), not
+# on whichever python installed the `accelerate` command
+once "$lora/model.gguf" env OMP_NUM_THREADS=2 python -m accelerate.commands.launch --num_processes 1 train/sft.py \
   --config recipes/qwen2.5-coder-0.5b/sft/lora-cpu.yaml --dataset_name "$OUT/released/sql"
 if [ -e "$lora/model.gguf" ]; then
   mkdir -p "$OUT/results/train/qwen2.5-coder-0.5b-lbi"

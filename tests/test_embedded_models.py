@@ -110,7 +110,7 @@ CODE_WORDS = ["apple", "river", "tiger", "violet", "copper", "falcon", "marble",
               "canyon", "pepper", "saturn", "walnut", "zephyr", "lemon", "harbor", "quartz"]
 
 
-def ask_code_words(seed: int, requests: int = 16) -> list[tuple[str, str]]:
+def ask_code_words(seed: int, requests: int = 8) -> list[tuple[str, str]]:
     """``requests`` prompts (a long filler, then a code word to repeat) from 4 threads."""
     import random
     from concurrent.futures import ThreadPoolExecutor
@@ -132,9 +132,9 @@ def ask_code_words(seed: int, requests: int = 16) -> list[tuple[str, str]]:
 
 
 def test_every_answer_belongs_to_its_own_prompt_with_more_clients_than_slots(llm_cache):
-    """Two processes, 4 threads each, on one 4-slot server, two rounds: no answer may name
-    another request's code word. (When clients pinned slots, two requests could share one and
-    llama-server answered some from the other request's cached context.)"""
+    """Two processes, 4 threads each (8 clients), on one 4-slot server, two rounds: no answer may
+    name another request's code word. (When clients pinned slots, two requests could share one
+    and llama-server answered some from the other request's cached context.)"""
     import sys
 
     code = ("import json, sys; sys.path.insert(0, 'tests'); "

@@ -531,17 +531,24 @@ def _jsonl_ids(path: Path) -> list[str]:
     return ids
 
 
+@pytest.fixture(scope="module")
+def clean_mock_run(tmp_path_factory) -> Path:
+    """The output folder of one uninterrupted local run of the mock synthesis."""
+    root = tmp_path_factory.mktemp("clean")
+    assert _synth(_mock_config(root), root / "cache").wait(timeout=300) == 0
+    return root / "out"
+
+
 @pytest.mark.parametrize("executor", [None, {"kind": "ray", "env_workers": 2}],
                          ids=["local", "ray"])
 def test_kill_9_at_any_stage_then_resume_loses_nothing_and_duplicates_nothing(tmp_path,
-                                                                              executor):
+                                                                              executor,
+                                                                              clean_mock_run):
     """The driver killed with SIGKILL in every stage (with Ray: its environment actors die with
     it), then rerun: every store matches a clean local run's, without duplicates."""
     if executor:
         pytest.importorskip("ray")
-    reference = _mock_config(tmp_path / "ref")
-    assert _synth(reference, tmp_path / "ref-cache").wait(timeout=300) == 0
-    ref_out = tmp_path / "ref" / "out"
+    ref_out = clean_mock_run
 
     config = _mock_config(tmp_path / "run", executor)
     out = tmp_path / "run" / "out"
