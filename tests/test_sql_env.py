@@ -188,6 +188,31 @@ def test_docs_are_plain_text_chunks(env):
     assert len({d.id for d in docs}) == len(docs)
 
 
+def test_a_page_is_parsed_once_and_again_when_it_changes(tmp_path, monkeypatch):
+    """The HTML → text cache (LBI_HOME/doc-text) is keyed by the page's content."""
+    import shutil
+
+    from lbi.envs import docs as doc_files
+
+    monkeypatch.setenv("LBI_HOME", str(tmp_path / "home"))
+    page = tmp_path / "docs" / "lang_select.html"
+    page.parent.mkdir()
+    shutil.copy("/usr/share/doc/sqlite3/lang_select.html", page)
+    parsed = list(doc_files.documents_from_files(page.parent, ["*.html"]))
+    assert parsed and "SELECT" in parsed[0].title
+
+    def parse(html: str) -> tuple[str, str]:
+        calls.append(html)
+        return "Changed", "changed " * 100
+
+    calls: list[str] = []
+    monkeypatch.setattr(doc_files, "html_to_text", parse)
+    assert list(doc_files.documents_from_files(page.parent, ["*.html"])) == parsed and not calls
+    page.write_text(page.read_text() + "<p>one more paragraph</p>")
+    assert list(doc_files.documents_from_files(page.parent, ["*.html"]))[0].title == "Changed"
+    assert len(calls) == 1
+
+
 def test_a_function_pointer_set_from_sql_cannot_crash_the_host():
     """The fts3_tokenizer route segfaulted the host process (rc 139): run it in a child."""
     import subprocess
