@@ -37,7 +37,7 @@ _TEXT_CACHE_VERSION = b"1"  # bump when html_to_text changes what it returns
 
 def html_file_to_text(path: Path) -> tuple[str, str]:
     """``html_to_text`` of a file, cached under ``LBI_HOME/doc-text`` by the file's content:
-    parsing the 1,070 SQLite pages takes ≈ 12 s on 2 cores, and every synthesis run (and every
+    parsing the 214 SQLite pages takes ≈ 12 s on 2 cores, and every synthesis run (and every
     docs retrieval row) reads them all to choose its documents."""
     raw = path.read_bytes()
     key = hashlib.sha256(_TEXT_CACHE_VERSION + raw).hexdigest()
@@ -48,6 +48,8 @@ def html_file_to_text(path: Path) -> tuple[str, str]:
     title, text = html_to_text(raw.decode("utf-8", errors="replace"))
     with contextlib.suppress(OSError):  # a read-only home costs only the time
         cached.parent.mkdir(parents=True, exist_ok=True)
+        # not lbi.io.atomic_path: its one ".tmp" name would be shared by the processes (Ray
+        # workers, parallel runs) that parse the same page at once
         tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps([title, text]), encoding="utf-8")
         tmp.replace(cached)

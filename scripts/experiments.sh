@@ -66,8 +66,9 @@ row web "LbI-ICL"                                               # (a) web
 lora=outputs/sft/qwen2.5-coder-0.5b-lbi
 # python -m: the launcher and the script run on the PATH's python (a pinned worktree's venv), not
 # on whichever python installed the `accelerate` command
-once "$lora/model.gguf" env OMP_NUM_THREADS=2 python -m accelerate.commands.launch --num_processes 1 train/sft.py \
-  --config recipes/qwen2.5-coder-0.5b/sft/lora-cpu.yaml --dataset_name "$OUT/released/sql"
+once "$lora/model.gguf" env OMP_NUM_THREADS=2 python -m accelerate.commands.launch \
+  --num_processes 1 train/sft.py --config recipes/qwen2.5-coder-0.5b/sft/lora-cpu.yaml \
+  --dataset_name "$OUT/released/sql"
 if [ -e "$lora/model.gguf" ]; then
   mkdir -p "$OUT/results/train/qwen2.5-coder-0.5b-lbi"
   cp "$lora/README.md" "$lora/training_summary.json" "$OUT/results/train/qwen2.5-coder-0.5b-lbi/"
